@@ -1,0 +1,28 @@
+//! The rules of livevote, free of I/O and of any runtime.
+//!
+//! Everything here is valid by construction: a value of a type in this crate has
+//! passed its checks, so code that holds one never re-validates it. Time always
+//! comes in as an argument (`now`), never from a clock, so every rule is a pure
+//! function that tests can drive to any instant.
+
+pub mod election;
+pub mod ids;
+pub mod reconcile;
+pub mod tally;
+pub mod text;
+pub mod vote;
+pub mod window;
+
+/// An instant, in UTC. Votes, windows and audit entries all use it.
+pub type Timestamp = chrono::DateTime<chrono::Utc>;
+
+pub use election::{
+    Candidate, CandidateDraft, Election, ElectionEdit, ElectionError, ElectionStatus, NewElection,
+    ResultsVisibility,
+};
+pub use ids::{ActorId, CandidateId, CorrelationId, ElectionId, IdError, IdempotencyKey, VoteId, VoterId};
+pub use reconcile::{ReconciliationCounts, Verdict};
+pub use tally::{CandidateCount, Percentage, Tally, TallyShard};
+pub use text::{CandidateName, Description, Party, TextError, Title};
+pub use vote::{AcceptedVote, Rejection, VoteRecord, accept};
+pub use window::{VotingWindow, WindowError};

@@ -1,0 +1,240 @@
+//! Whether a vote counts, and the records a counted vote travels as.
+
+use std::fmt;
+
+use crate::Timestamp;
+use crate::election::{Election, ElectionStatus};
+use crate::ids::{CandidateId, CorrelationId, ElectionId, VoteId, VoterId};
+
+/// A vote the rules accepted: it names a candidate of an election that was
+/// open at `accepted_at`. `accepted_at`, not processing time, decides whether a
+/// vote counts (DESIGN.md invariant 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedVote {
+    pub vote_id: VoteId,
+    pub election_id: ElectionId,
+    pub candidate_id: CandidateId,
+    pub voter_id: VoterId,
+    pub accepted_at: Timestamp,
+}
+
+/// An accepted vote with the correlation id of the request that cast it: the
+/// unit that goes through the queue into the vote store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteRecord {
+    pub vote: AcceptedVote,
+    pub correlation_id: CorrelationId,
+}
+
+/// Why the rules refuse a vote. "No such election" is the caller's to say: it
+/// never reaches the rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The election is not taking votes (DRAFT or CANCELLED).
+    NotActive { status: ElectionStatus },
+    /// Voting has not started yet.
+    NotStarted { starts_at: Timestamp },
+    /// Voting has ended (closed on time or early).
+    Ended { ended_at: Timestamp },
+    /// The candidate is not one of this election's.
+    UnknownCandidate { candidate_id: CandidateId },
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::NotActive { status } => write!(f, "election is {status}, not taking votes"),
+            Rejection::NotStarted { starts_at } => {
+                write!(f, "voting opens at {}", starts_at.to_rfc3339())
+            }
+            Rejection::Ended { ended_at } => write!(f, "voting closed at {}", ended_at.to_rfc3339()),
+            Rejection::UnknownCandidate { candidate_id } => {
+                write!(f, "candidate {candidate_id} is not part of this election")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Decides whether `voter` may vote for `candidate` in `election` at `now`.
+///
+/// A vote counts iff the effective status is ACTIVE and `start <= now < end`.
+/// Status is judged before the candidate, so a closed election answers
+/// "closed" whatever the body names. The vote gets a fresh time-ordered id.
+///
+/// # Errors
+/// The [`Rejection`] that applies.
+pub fn accept(
+    election: &Election,
+    voter: VoterId,
+    candidate: CandidateId,
+    now: Timestamp,
+) -> Result<AcceptedVote, Rejection> {
+    let window = election.window();
+    match election.effective_status(now) {
+        ElectionStatus::Active => {}
+        ElectionStatus::Closed => {
+            return Err(Rejection::Ended {
+                ended_at: window.end(),
+            });
+        }
+        ElectionStatus::Scheduled => {
+            return Err(Rejection::NotStarted {
+                starts_at: window.start(),
+            });
+        }
+        status @ (ElectionStatus::Draft | ElectionStatus::Cancelled) => {
+            return Err(Rejection::NotActive { status });
+        }
+    }
+    // An ACTIVE election whose start is still ahead of this clock (a skewed
+    // host) is not open here yet.
+    if !window.has_started(now) {
+        return Err(Rejection::NotStarted {
+            starts_at: window.start(),
+        });
+    }
+    if election.candidate(candidate).is_none() {
+        return Err(Rejection::UnknownCandidate {
+            candidate_id: candidate,
+        });
+    }
+    Ok(AcceptedVote {
+        vote_id: VoteId::generate(),
+        election_id: election.id(),
+        candidate_id: candidate,
+        voter_id: voter,
+        accepted_at: now,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::election::ElectionParts;
+    use crate::election::tests::{at, election};
+    use chrono::Duration;
+    use proptest::prelude::*;
+
+    fn voter() -> VoterId {
+        VoterId::parse("auth0|viewer-1").unwrap()
+    }
+
+    #[test]
+    fn accepts_a_known_candidate_inside_the_window() {
+        let mut e = election(3, 0, 100);
+        e.schedule(at(-10)).unwrap();
+        let c = e.candidates()[1].id();
+        let v = accept(&e, voter(), c, at(0)).unwrap();
+        assert_eq!(v.election_id, e.id());
+        assert_eq!(v.candidate_id, c);
+        assert_eq!(v.voter_id, voter());
+        assert_eq!(v.accepted_at, at(0));
+        let w = accept(&e, voter(), c, at(0)).unwrap();
+        assert_ne!(v.vote_id, w.vote_id, "every attempt gets its own id");
+    }
+
+    #[test]
+    fn typed_rejections() {
+        let mut e = election(2, 10, 20);
+        let c = e.candidates()[0].id();
+        assert_eq!(
+            accept(&e, voter(), c, at(15)),
+            Err(Rejection::NotActive {
+                status: ElectionStatus::Draft
+            })
+        );
+        e.schedule(at(0)).unwrap();
+        assert_eq!(
+            accept(&e, voter(), c, at(5)),
+            Err(Rejection::NotStarted { starts_at: at(10) })
+        );
+        assert_eq!(
+            accept(&e, voter(), c, at(20)),
+            Err(Rejection::Ended { ended_at: at(20) })
+        );
+        let stranger = CandidateId::generate();
+        assert_eq!(
+            accept(&e, voter(), stranger, at(15)),
+            Err(Rejection::UnknownCandidate {
+                candidate_id: stranger
+            })
+        );
+        // A closed election says closed even for an unknown candidate.
+        assert_eq!(
+            accept(&e, voter(), stranger, at(25)),
+            Err(Rejection::Ended { ended_at: at(20) })
+        );
+        e.cancel(at(12)).unwrap();
+        assert_eq!(
+            accept(&e, voter(), c, at(15)),
+            Err(Rejection::NotActive {
+                status: ElectionStatus::Cancelled
+            })
+        );
+    }
+
+    #[test]
+    fn early_close_is_the_watermark() {
+        let mut e = election(2, 0, 100);
+        e.schedule(at(-1)).unwrap();
+        let c = e.candidates()[0].id();
+        let close = at(50);
+        let just_before = close - Duration::milliseconds(1);
+        // Judged at the instant it was accepted: just before the close counts.
+        let before_close = e.clone();
+        assert!(accept(&before_close, voter(), c, just_before).is_ok());
+        e.close(close).unwrap();
+        assert!(
+            e.window().contains(just_before),
+            "a vote accepted before the close stays inside the window: accepted_at decides"
+        );
+        assert_eq!(
+            accept(&e, voter(), c, close),
+            Err(Rejection::Ended { ended_at: close })
+        );
+    }
+
+    #[test]
+    fn active_election_ahead_of_a_skewed_clock_is_not_open() {
+        let e = election(2, 0, 100);
+        let parts = ElectionParts {
+            id: e.id(),
+            title: e.title().clone(),
+            description: e.description().clone(),
+            window: e.window(),
+            candidates: e.candidates().to_vec(),
+            status: ElectionStatus::Active,
+            visibility: e.visibility(),
+            captcha_required: false,
+            version: 1,
+            created_at: e.created_at(),
+        };
+        let e = crate::Election::restore(parts).unwrap();
+        let c = e.candidates()[0].id();
+        assert_eq!(
+            accept(&e, voter(), c, at(-5)),
+            Err(Rejection::NotStarted { starts_at: at(0) })
+        );
+    }
+
+    proptest! {
+        /// A vote is accepted exactly when the effective status is ACTIVE, `t`
+        /// is inside the window and the candidate belongs to the election.
+        #[test]
+        fn accepted_iff_active_in_window_and_known(start in -50i64..50, len in 1i64..100, t in -200i64..200, known in any::<bool>(), open in any::<bool>()) {
+            let mut e = election(2, start, start + len);
+            if open {
+                e.schedule(at(-1000)).unwrap();
+            }
+            let candidate = if known { e.candidates()[0].id() } else { CandidateId::generate() };
+            let result = accept(&e, voter(), candidate, at(t));
+            let should = open && e.window().contains(at(t)) && known;
+            prop_assert_eq!(result.is_ok(), should);
+            if let Ok(v) = result {
+                prop_assert_eq!(v.accepted_at, at(t));
+            }
+        }
+    }
+}

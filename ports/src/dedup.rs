@@ -1,0 +1,141 @@
+//! The fast path of "one vote per viewer", and the live accepted tallies.
+//!
+//! A vote's life in the dedup store (DESIGN.md steps 6-8):
+//! `claim` records a short-lived *pending* claim for (election, voter) if there
+//! is none; after the queue acknowledged the vote, `confirm` turns the claim
+//! into *accepted* (long-lived) and bumps the live tally in the same atomic
+//! step; if publishing failed, `release` removes the claim so the voter can try
+//! again. `confirm` and `release` act only on a claim that is still this vote's
+//! (same vote id): a claim that expired and was taken by another attempt is
+//! never confirmed or released by the first.
+//!
+//! The vote store's unique constraint is the final arbiter; losing this store
+//! weakens the early 409 but never lets a second vote be counted.
+
+use std::future::Future;
+
+use livevote_domain::{AcceptedVote, CandidateCount, ElectionId, IdempotencyKey, Timestamp, VoteId, VoterId};
+
+/// Why the dedup store or the live tallies failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DedupError {
+    #[error("dedup store unavailable: {0}")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Unknown(anyhow::Error),
+}
+
+/// A claim on a voter's one vote in an election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub vote: AcceptedVote,
+    /// The client's `Idempotency-Key`, if it sent one.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// Where an existing claim stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimState {
+    /// Claimed, not yet confirmed: its publish may still succeed or fail.
+    Pending,
+    /// Confirmed: the queue acknowledged it and the voter was (or is being) answered 202.
+    Accepted,
+}
+
+/// A claim that already exists for a voter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingClaim {
+    pub vote_id: VoteId,
+    pub accepted_at: Timestamp,
+    pub state: ClaimState,
+    /// The idempotency key recorded with the claim, if any.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+impl ExistingClaim {
+    /// Whether a request carrying `key` is a retry of the request that made this claim.
+    pub fn is_retry_of(&self, key: Option<&IdempotencyKey>) -> bool {
+        matches!((key, &self.idempotency_key), (Some(a), Some(b)) if a == b)
+    }
+}
+
+/// The result of a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// This vote now holds the voter's claim, pending.
+    Claimed,
+    /// The voter already holds a claim; nothing was changed.
+    Held(ExistingClaim),
+}
+
+/// The result of a confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfirmOutcome {
+    /// Pending -> accepted, and the live tally was bumped, atomically.
+    Confirmed,
+    /// The claim is no longer this vote's (it expired, or another attempt took
+    /// it): nothing was changed and the tally was not bumped.
+    NotHeld,
+}
+
+/// Claim / confirm / release / look up. All operations on one (election,
+/// voter) are atomic with respect to each other.
+pub trait VoteDedup: Send + Sync + 'static {
+    /// Claims the voter's vote for `claim.vote.vote_id` if no claim exists.
+    /// The pending claim expires by itself after a short time (30 s by
+    /// default), so a crash never locks a voter out for long.
+    ///
+    /// # Errors
+    /// [`DedupError::Unavailable`]; on error the caller MUST assume nothing was claimed.
+    fn claim(&self, claim: &Claim) -> impl Future<Output = Result<ClaimOutcome, DedupError>> + Send;
+
+    /// If the claim is still this vote's and pending: makes it accepted
+    /// (kept 48 h by default) and adds one to the live tally of its candidate,
+    /// in one atomic step. Confirming an already accepted claim of the same
+    /// vote changes nothing and answers `Confirmed`.
+    ///
+    /// # Errors
+    /// [`DedupError::Unavailable`]; the tally may then be short by this vote,
+    /// which reconciliation shows as a surplus, never as a loss.
+    fn confirm(&self, claim: &Claim) -> impl Future<Output = Result<ConfirmOutcome, DedupError>> + Send;
+
+    /// Deletes the claim if it is still this vote's and pending; returns whether it did.
+    ///
+    /// # Errors
+    /// [`DedupError::Unavailable`]; the pending claim then expires by itself.
+    fn release(&self, claim: &Claim) -> impl Future<Output = Result<bool, DedupError>> + Send;
+
+    /// The voter's current claim in an election, if any.
+    ///
+    /// # Errors
+    /// [`DedupError::Unavailable`].
+    fn lookup(
+        &self,
+        election: ElectionId,
+        voter: &VoterId,
+    ) -> impl Future<Output = Result<Option<ExistingClaim>, DedupError>> + Send;
+}
+
+/// Live accepted tallies: the `A` of reconciliation, per candidate.
+pub trait LiveTallies: Send + Sync + 'static {
+    /// Accepted votes per candidate (only candidates with a count).
+    ///
+    /// # Errors
+    /// [`DedupError::Unavailable`].
+    fn accepted_counts(
+        &self,
+        election: ElectionId,
+    ) -> impl Future<Output = Result<Vec<CandidateCount>, DedupError>> + Send;
+
+    /// Replaces an election's live tallies with `counts` (rebuild after data
+    /// loss, from the vote store). Adapters MUST make the replacement atomic
+    /// for readers.
+    ///
+    /// # Errors
+    /// [`DedupError::Unavailable`].
+    fn replace_counts(
+        &self,
+        election: ElectionId,
+        counts: &[CandidateCount],
+    ) -> impl Future<Output = Result<(), DedupError>> + Send;
+}
