@@ -16,6 +16,7 @@ mod bus;
 mod clock;
 mod database;
 mod dedup;
+pub mod fixtures;
 mod human;
 mod metrics;
 mod queue;

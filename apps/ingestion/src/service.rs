@@ -1,0 +1,375 @@
+//! The cast-vote use case: DESIGN.md steps 3-9 for one request.
+//!
+//! Order matters for integrity:
+//! 1. the election (cache) and the rules (`accept`) refuse what cannot count;
+//! 2. the human check runs before anything is claimed, and fails closed;
+//! 3. the dedup claim answers "already voted" early (the database's unique
+//!    constraint remains the final arbiter);
+//! 4. the vote is handed to the batcher; only the queue's acknowledgement
+//!    makes it accepted (invariant 2). On failure the claim is released so
+//!    the voter can try again;
+//! 5. confirm turns the claim into "accepted" and bumps the live tally.
+//!
+//! Steps 4-5 run in their own task: if the client disconnects mid-way, the
+//! vote's fate is still settled (confirmed or released) rather than left as
+//! a pending claim that blocks the voter until it expires.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use livevote_domain::{
+    CandidateId, CorrelationId, ElectionId, IdempotencyKey, Rejection, Timestamp, VoteId, VoteRecord,
+    VoterId, accept,
+};
+use livevote_ports::{
+    CatalogError, Claim, ClaimOutcome, ClaimState, Clock, ConfirmOutcome, DedupError, ElectionCatalog,
+    HumanCheck, HumanVerdict, MetricEvent, Metrics, RejectReason, VoteDedup,
+};
+
+use crate::cache::ElectionCache;
+use crate::publisher::{PublishError, VoteBatcher};
+
+/// A request to cast a vote, parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct CastVote {
+    /// From the verified token's `sub`, never from the body.
+    pub voter: VoterId,
+    pub election_id: ElectionId,
+    pub candidate_id: CandidateId,
+    pub captcha_token: Option<String>,
+    pub idempotency_key: Option<IdempotencyKey>,
+    pub correlation_id: CorrelationId,
+    pub remote_ip: Option<IpAddr>,
+}
+
+/// An accepted vote, as answered with 202.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CastReceipt {
+    pub vote_id: VoteId,
+    pub accepted_at: Timestamp,
+    /// A retry with the same idempotency key, answered with the original vote.
+    pub replayed: bool,
+}
+
+/// Why a vote was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum CastVoteError {
+    #[error("election {0} not found")]
+    ElectionNotFound(ElectionId),
+    #[error("{0}")]
+    Rejected(Rejection),
+    #[error("this election requires a captcha token")]
+    CaptchaRequired,
+    #[error("captcha verification failed")]
+    CaptchaFailed,
+    /// The voter already voted (or a vote of theirs is being accepted right now).
+    #[error("voter already voted in this election")]
+    AlreadyVoted { vote_id: VoteId, accepted_at: Timestamp },
+    /// Too many votes in flight: shed load, the client retries later.
+    #[error("ingestion is overloaded")]
+    Overloaded,
+    /// A dependency (queue, dedup store, catalog, human check) is down or slow.
+    #[error("{what} unavailable")]
+    Unavailable {
+        what: &'static str,
+        #[source]
+        source: anyhow::Error,
+    },
+}
+
+impl CastVoteError {
+    /// The metric label of this refusal.
+    pub fn reason(&self) -> RejectReason {
+        match self {
+            CastVoteError::ElectionNotFound(_) => RejectReason::ElectionNotFound,
+            CastVoteError::Rejected(Rejection::NotActive { .. }) => RejectReason::NotActive,
+            CastVoteError::Rejected(Rejection::NotStarted { .. }) => RejectReason::NotStarted,
+            CastVoteError::Rejected(Rejection::Ended { .. }) => RejectReason::Closed,
+            CastVoteError::Rejected(Rejection::UnknownCandidate { .. }) => RejectReason::UnknownCandidate,
+            CastVoteError::CaptchaRequired | CastVoteError::CaptchaFailed => RejectReason::CaptchaFailed,
+            CastVoteError::AlreadyVoted { .. } => RejectReason::Duplicate,
+            CastVoteError::Overloaded => RejectReason::Overloaded,
+            CastVoteError::Unavailable { .. } => RejectReason::Unavailable,
+        }
+    }
+
+    fn dedup(e: DedupError) -> Self {
+        CastVoteError::Unavailable {
+            what: "dedup store",
+            source: anyhow::Error::new(e),
+        }
+    }
+
+    fn catalog(e: CatalogError) -> Self {
+        CastVoteError::Unavailable {
+            what: "election catalog",
+            source: anyhow::Error::new(e),
+        }
+    }
+}
+
+/// The caller's vote in an election, as the status endpoint shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MyVote {
+    pub vote_id: VoteId,
+    pub accepted_at: Timestamp,
+}
+
+/// Cast-vote settings.
+#[derive(Debug, Clone, Copy)]
+pub struct CastConfig {
+    /// How long a retry (same idempotency key) waits for the original
+    /// attempt, still pending, to settle before answering 503.
+    pub replay_wait: Duration,
+}
+
+impl Default for CastConfig {
+    fn default() -> Self {
+        Self {
+            replay_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+struct Inner<C, D, H, K, M> {
+    elections: Arc<ElectionCache<C>>,
+    dedup: D,
+    batcher: VoteBatcher,
+    human: H,
+    clock: K,
+    metrics: M,
+    config: CastConfig,
+}
+
+/// Accepts votes. Cheap to clone; clones share everything.
+pub struct CastVoteService<C, D, H, K, M> {
+    inner: Arc<Inner<C, D, H, K, M>>,
+}
+
+impl<C, D, H, K, M> Clone for CastVoteService<C, D, H, K, M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C, D, H, K, M> std::fmt::Debug for CastVoteService<C, D, H, K, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CastVoteService").finish_non_exhaustive()
+    }
+}
+
+enum Settled {
+    Confirmed,
+    Missed,
+}
+
+impl<C, D, H, K, M> CastVoteService<C, D, H, K, M>
+where
+    C: ElectionCatalog,
+    D: VoteDedup + Clone,
+    H: HumanCheck,
+    K: Clock,
+    M: Metrics + Clone,
+{
+    pub fn new(
+        elections: Arc<ElectionCache<C>>,
+        dedup: D,
+        batcher: VoteBatcher,
+        human: H,
+        clock: K,
+        metrics: M,
+        config: CastConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                elections,
+                dedup,
+                batcher,
+                human,
+                clock,
+                metrics,
+                config,
+            }),
+        }
+    }
+
+    /// The election cache, for the change-feed follower and readiness.
+    pub fn elections(&self) -> &Arc<ElectionCache<C>> {
+        &self.inner.elections
+    }
+
+    /// Casts one vote.
+    ///
+    /// # Errors
+    /// [`CastVoteError`]: nothing is claimed or queued for any refusal, and a
+    /// failed publish gives the claim back.
+    pub async fn cast(&self, cmd: CastVote) -> Result<CastReceipt, CastVoteError> {
+        let result = self.cast_inner(cmd).await;
+        let metrics = &self.inner.metrics;
+        match &result {
+            Ok(r) if r.replayed => metrics.record(MetricEvent::VoteReplayed),
+            Ok(_) => {}
+            Err(e) => metrics.record(MetricEvent::VoteRejected { reason: e.reason() }),
+        }
+        result
+    }
+
+    async fn cast_inner(&self, cmd: CastVote) -> Result<CastReceipt, CastVoteError> {
+        let inner = &self.inner;
+        // Step 3: the election.
+        let election = inner
+            .elections
+            .get(cmd.election_id)
+            .await
+            .map_err(CastVoteError::catalog)?
+            .ok_or(CastVoteError::ElectionNotFound(cmd.election_id))?;
+        // Step 4: the rules.
+        let now = inner.clock.now();
+        let vote =
+            accept(&election, cmd.voter.clone(), cmd.candidate_id, now).map_err(CastVoteError::Rejected)?;
+        // Step 5: human check, before anything is claimed; fail closed.
+        if election.captcha_required() {
+            let token = cmd
+                .captcha_token
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .ok_or(CastVoteError::CaptchaRequired)?;
+            match inner.human.verify(token, cmd.remote_ip).await {
+                Ok(HumanVerdict::Human) => {}
+                Ok(HumanVerdict::NotHuman) => return Err(CastVoteError::CaptchaFailed),
+                Err(e) => {
+                    return Err(CastVoteError::Unavailable {
+                        what: "captcha verifier",
+                        source: anyhow::Error::new(e),
+                    });
+                }
+            }
+        }
+        let claim = Claim {
+            vote,
+            idempotency_key: cmd.idempotency_key.clone(),
+        };
+        let record = VoteRecord {
+            vote: claim.vote.clone(),
+            correlation_id: cmd.correlation_id.clone(),
+        };
+        // Step 6: the claim. A retry of a pending attempt waits for it to settle.
+        let deadline = tokio::time::Instant::now() + inner.config.replay_wait;
+        loop {
+            match inner.dedup.claim(&claim).await.map_err(CastVoteError::dedup)? {
+                ClaimOutcome::Claimed => break,
+                ClaimOutcome::Held(existing) if existing.is_retry_of(cmd.idempotency_key.as_ref()) => {
+                    if existing.state == ClaimState::Accepted {
+                        return Ok(CastReceipt {
+                            vote_id: existing.vote_id,
+                            accepted_at: existing.accepted_at,
+                            replayed: true,
+                        });
+                    }
+                    // The original is still being published: never answer 202 for it before the queue has.
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(CastVoteError::Unavailable {
+                            what: "vote still in progress",
+                            source: anyhow::anyhow!(
+                                "the original request with this idempotency key has not settled"
+                            ),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                ClaimOutcome::Held(existing) => {
+                    return Err(CastVoteError::AlreadyVoted {
+                        vote_id: existing.vote_id,
+                        accepted_at: existing.accepted_at,
+                    });
+                }
+            }
+        }
+        // Steps 7-8 in their own task, so a vanished client cannot leave them half done.
+        let service = self.clone();
+        let tail = tokio::spawn(async move { service.publish_and_confirm(claim, record).await });
+        match tail.await {
+            Ok(result) => result,
+            Err(join) => Err(CastVoteError::Unavailable {
+                what: "vote task",
+                source: anyhow::Error::new(join),
+            }),
+        }
+    }
+
+    async fn publish_and_confirm(
+        &self,
+        claim: Claim,
+        record: VoteRecord,
+    ) -> Result<CastReceipt, CastVoteError> {
+        let inner = &self.inner;
+        let vote_id = claim.vote.vote_id;
+        if let Err(e) = inner.batcher.publish(record).await {
+            // Not acknowledged: give the claim back so the voter can try again.
+            match inner.dedup.release(&claim).await {
+                Ok(_) => inner.metrics.record(MetricEvent::ClaimReleased),
+                Err(release_error) => {
+                    tracing::warn!(%vote_id, error = %release_error, "could not release claim; it will expire");
+                }
+            }
+            return Err(match e {
+                PublishError::Overloaded => CastVoteError::Overloaded,
+                PublishError::Closed => CastVoteError::Unavailable {
+                    what: "vote publisher",
+                    source: anyhow::anyhow!("shutting down"),
+                },
+                PublishError::Queue(q) => CastVoteError::Unavailable {
+                    what: "vote queue",
+                    source: anyhow::Error::new(q),
+                },
+            });
+        }
+        // The queue has it: from here on the vote is durable and is answered 202.
+        let settled = match inner.dedup.confirm(&claim).await {
+            Ok(ConfirmOutcome::Confirmed) => Settled::Confirmed,
+            Ok(ConfirmOutcome::NotHeld) => Settled::Missed,
+            Err(e) => {
+                tracing::warn!(%vote_id, error = %e, "confirm failed after the queue acknowledged the vote");
+                Settled::Missed
+            }
+        };
+        match settled {
+            Settled::Confirmed => inner.metrics.record(MetricEvent::VotesAccepted {
+                election: claim.vote.election_id,
+                count: 1,
+            }),
+            // Persisted all the same; reconciliation shows it as surplus, not loss.
+            Settled::Missed => inner.metrics.record(MetricEvent::ConfirmMissed),
+        }
+        Ok(CastReceipt {
+            vote_id,
+            accepted_at: claim.vote.accepted_at,
+            replayed: false,
+        })
+    }
+
+    /// The caller's accepted vote in an election, if any. A pending claim is
+    /// not a vote yet.
+    ///
+    /// # Errors
+    /// [`CastVoteError::Unavailable`] when the dedup store is down.
+    pub async fn my_vote(
+        &self,
+        election: ElectionId,
+        voter: &VoterId,
+    ) -> Result<Option<MyVote>, CastVoteError> {
+        let found = self
+            .inner
+            .dedup
+            .lookup(election, voter)
+            .await
+            .map_err(CastVoteError::dedup)?;
+        Ok(found.filter(|c| c.state == ClaimState::Accepted).map(|c| MyVote {
+            vote_id: c.vote_id,
+            accepted_at: c.accepted_at,
+        }))
+    }
+}
