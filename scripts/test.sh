@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The project's test command (the README's second command; .ci/run calls it).
+# Formatting, lints, the dependency rules of the hexagon, then every test.
+# Later stages add here the services their tests need (PostgreSQL, Redis, SQS).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build output lives outside the clone so CI runs on a fresh clone build incrementally.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/livevote/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+mkdir -p "$CARGO_TARGET_DIR"
+# Keep the shared target directory from growing without bound.
+max_gib="${LIVEVOTE_TARGET_MAX_GIB:-20}"
+used_gib=$(du -s --block-size=1G "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1 || echo 0)
+if [ "${used_gib:-0}" -gt "$max_gib" ]; then
+  echo "target dir is ${used_gib} GiB (> ${max_gib}): cleaning" >&2
+  cargo clean
+fi
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+
+echo "== format"
+cargo fmt --all -- --check
+
+echo "== lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== dependency rules"
+bash scripts/check-deps.sh
+
+echo "== tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
