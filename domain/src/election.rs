@@ -364,6 +364,23 @@ impl Election {
         self.created_at
     }
 
+    /// Everything the election is made of, for stores to write (and, with
+    /// another version, to rebuild through [`Election::restore`]).
+    pub fn to_parts(&self) -> ElectionParts {
+        ElectionParts {
+            id: self.id,
+            title: self.title.clone(),
+            description: self.description.clone(),
+            window: self.window,
+            candidates: self.candidates.clone(),
+            status: self.status,
+            visibility: self.visibility,
+            captcha_required: self.captcha_required,
+            version: self.version,
+            created_at: self.created_at,
+        }
+    }
+
     pub fn candidate(&self, id: CandidateId) -> Option<&Candidate> {
         self.candidates.iter().find(|c| c.id == id)
     }
@@ -911,11 +928,7 @@ pub(crate) mod tests {
         fn effective_status_follows_the_window(stored in any_status(), start in -500i64..500, len in 1i64..500, t in -1000i64..1000) {
             let mut e = election(2, start, start + len);
             // Force the stored status through restore, so every pairing is covered.
-            let parts = ElectionParts {
-                id: e.id(), title: e.title().clone(), description: e.description().clone(),
-                window: e.window(), candidates: e.candidates().to_vec(), status: stored,
-                visibility: e.visibility(), captcha_required: false, version: 1, created_at: e.created_at(),
-            };
+            let parts = ElectionParts { status: stored, ..e.to_parts() };
             e = Election::restore(parts).unwrap();
             let w = e.window();
             let expected = match stored {

@@ -200,16 +200,8 @@ mod tests {
     fn active_election_ahead_of_a_skewed_clock_is_not_open() {
         let e = election(2, 0, 100);
         let parts = ElectionParts {
-            id: e.id(),
-            title: e.title().clone(),
-            description: e.description().clone(),
-            window: e.window(),
-            candidates: e.candidates().to_vec(),
             status: ElectionStatus::Active,
-            visibility: e.visibility(),
-            captcha_required: false,
-            version: 1,
-            created_at: e.created_at(),
+            ..e.to_parts()
         };
         let e = crate::Election::restore(parts).unwrap();
         let c = e.candidates()[0].id();

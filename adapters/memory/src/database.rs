@@ -108,16 +108,8 @@ impl ElectionCatalog for MemoryDatabase {
 
 fn with_version(election: &Election, version: u64) -> Election {
     let parts = ElectionParts {
-        id: election.id(),
-        title: election.title().clone(),
-        description: election.description().clone(),
-        window: election.window(),
-        candidates: election.candidates().to_vec(),
-        status: election.stored_status(),
-        visibility: election.visibility(),
-        captcha_required: election.captcha_required(),
         version,
-        created_at: election.created_at(),
+        ..election.to_parts()
     };
     Election::restore(parts).expect("an election that was valid stays valid with another version")
 }

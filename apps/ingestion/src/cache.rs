@@ -224,10 +224,8 @@ impl<C: ElectionCatalog> ElectionCache<C> {
 mod tests {
     use super::*;
     use chrono::{Duration as ChronoDuration, Utc};
-    use livevote_domain::{
-        ActorId, CandidateDraft, CandidateName, Description, NewElection, ResultsVisibility, Title,
-        VotingWindow,
-    };
+    use livevote_domain::ActorId;
+    use livevote_memory::fixtures::new_election;
     use livevote_memory::{MemoryBus, MemoryDatabase, SystemClock};
     use livevote_ports::{AdminAction, ChangeKind, ElectionAdmin, ElectionAnnouncer};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -250,21 +248,12 @@ mod tests {
     async fn setup() -> (MemoryDatabase, Election) {
         let db = MemoryDatabase::new(SystemClock);
         let now = Utc::now();
-        let new = NewElection {
-            title: Title::parse("Cache test").unwrap(),
-            description: Description::parse("").unwrap(),
-            window: VotingWindow::new(now - ChronoDuration::minutes(1), now + ChronoDuration::hours(1))
-                .unwrap(),
-            candidates: ["A", "B"]
-                .iter()
-                .map(|n| CandidateDraft {
-                    name: CandidateName::parse(n).unwrap(),
-                    party: None,
-                })
-                .collect(),
-            visibility: ResultsVisibility::Live,
-            captcha_required: false,
-        };
+        let new = new_election(
+            "Cache test",
+            &["A", "B"],
+            now - ChronoDuration::minutes(1),
+            now + ChronoDuration::hours(1),
+        );
         let e = Election::create(ElectionId::generate(), new, now).unwrap();
         db.create(&e, &ActorId::parse("admin").unwrap(), now)
             .await
