@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (the README's second command; .ci/run calls it).
 # Formatting, lints, the dependency rules of the hexagon, then every test.
-# Later stages add here the services their tests need (PostgreSQL, Redis, SQS).
+# scripts/services.sh starts (and on a fresh machine installs) the servers the tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +27,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== dependency rules"
 bash scripts/check-deps.sh
+
+echo "== local services"
+bash scripts/services.sh postgres
+# Each PostgreSQL test creates its own database; drop those of earlier runs.
+if command -v psql >/dev/null; then
+  psql -h 127.0.0.1 -U postgres -d postgres -qAtc \
+    "SELECT datname FROM pg_database WHERE datname LIKE 'livevote_test_%'" 2>/dev/null |
+    while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done || true
+fi
 
 echo "== tests"
 if command -v cargo-nextest >/dev/null 2>&1; then

@@ -2,17 +2,18 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{Duration, Utc};
+use chrono::{Duration, SubsecRound, Utc};
 use livevote_domain::Timestamp;
 use livevote_ports::Clock;
 
-/// The host's clock.
+/// The host's clock, at microsecond precision: the precision PostgreSQL
+/// keeps, so an instant reads back from every store exactly as it was taken.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        Utc::now()
+        Utc::now().trunc_subsecs(6)
     }
 }
 
@@ -44,6 +45,12 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn system_clock_keeps_microseconds() {
+        let t = SystemClock.now();
+        assert_eq!(t.timestamp_subsec_nanos() % 1_000, 0);
+    }
 
     #[test]
     fn manual_clock_moves_only_when_told_and_clones_share_time() {

@@ -1,0 +1,28 @@
+//! PostgreSQL adapter.
+//!
+//! - [`migrate`] applies the schema in `migrations/` (embedded in the binary)
+//!   as an explicit step, under an advisory lock, never implicitly at start-up.
+//! - [`PgVoteStore`] implements the vote store: each batch is one transaction
+//!   with `synchronous_commit = on`; votes go in with one multi-row
+//!   `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING RETURNING`;
+//!   persisted tallies grow by exactly the inserted rows, on counter shards;
+//!   conflicting second votes are recorded for auditors.
+//!
+//! Only the query functions of sqlx are used (no compile-time macros), so a
+//! build needs no database; the integration tests catch SQL errors against a
+//! real server.
+
+mod migrate;
+mod store;
+
+pub use migrate::{MIGRATIONS, Migration, migrate};
+pub use store::{PgVoteStore, StoreConfig};
+
+/// Whether an sqlx error means the database could not be reached (as
+/// opposed to a statement it refused).
+pub(crate) fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+}

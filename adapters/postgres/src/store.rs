@@ -1,0 +1,400 @@
+//! The vote store on PostgreSQL.
+//!
+//! `persist_batch` is one transaction:
+//! 1. `SET LOCAL synchronous_commit = on`: the commit is durable before the
+//!    processor deletes the batch's messages, whatever the server default;
+//! 2. votes naming an unknown election or candidate are found with one join
+//!    and refused before anything is written;
+//! 3. one `INSERT ... SELECT FROM UNNEST(...) WITH ORDINALITY ORDER BY ord
+//!    ON CONFLICT DO NOTHING RETURNING vote_id` inserts every new vote; the
+//!    order makes the first vote of a voter in the batch the one that wins;
+//! 4. the votes not inserted are classified with one lookup: same vote id
+//!    already stored (a redelivery, counted apart), or another vote of the
+//!    same voter (a conflict, recorded once per vote id for auditors);
+//! 5. tallies grow by exactly the inserted rows, on one counter shard per
+//!    batch chosen from the batch's first vote id, rows touched in a fixed
+//!    order so concurrent batches cannot deadlock.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use livevote_domain::{
+    AcceptedVote, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId,
+};
+use livevote_ports::{PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteStore};
+use sqlx::{PgPool, Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::is_unavailable;
+
+/// Vote store settings.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreConfig {
+    /// Counter rows per (election, candidate) for persisted tallies.
+    pub tally_shards: u16,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { tally_shards: 64 }
+    }
+}
+
+/// The vote store over a connection pool. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PgVoteStore {
+    pool: PgPool,
+    config: StoreConfig,
+}
+
+fn store_error(e: sqlx::Error) -> StoreError {
+    if is_unavailable(&e) {
+        StoreError::Unavailable(anyhow::Error::new(e))
+    } else {
+        StoreError::Unknown(anyhow::Error::new(e))
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unknown(anyhow::anyhow!("stored {what} is invalid: {e}"))
+}
+
+/// The batch as parallel arrays, the shape `UNNEST` takes.
+struct Columns {
+    vote_ids: Vec<Uuid>,
+    election_ids: Vec<Uuid>,
+    candidate_ids: Vec<Uuid>,
+    voter_ids: Vec<String>,
+    accepted_at: Vec<DateTime<Utc>>,
+    correlation_ids: Vec<String>,
+}
+
+impl Columns {
+    fn of(votes: &[VoteRecord]) -> Self {
+        let mut c = Columns {
+            vote_ids: Vec::with_capacity(votes.len()),
+            election_ids: Vec::with_capacity(votes.len()),
+            candidate_ids: Vec::with_capacity(votes.len()),
+            voter_ids: Vec::with_capacity(votes.len()),
+            accepted_at: Vec::with_capacity(votes.len()),
+            correlation_ids: Vec::with_capacity(votes.len()),
+        };
+        for r in votes {
+            let v = &r.vote;
+            c.vote_ids.push(v.vote_id.as_uuid());
+            c.election_ids.push(v.election_id.as_uuid());
+            c.candidate_ids.push(v.candidate_id.as_uuid());
+            c.voter_ids.push(v.voter_id.as_str().to_owned());
+            c.accepted_at.push(v.accepted_at);
+            c.correlation_ids.push(r.correlation_id.as_str().to_owned());
+        }
+        c
+    }
+}
+
+impl PgVoteStore {
+    pub fn new(pool: PgPool, config: StoreConfig) -> Self {
+        Self { pool, config }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The shard a batch adds to: spread by the random bits of its first vote id.
+    fn shard_for(&self, votes: &[VoteRecord]) -> i16 {
+        let seed = votes
+            .first()
+            .map_or(0, |v| v.vote.vote_id.as_uuid().as_u128() as u64);
+        (seed % u64::from(self.config.tally_shards.max(1))) as i16
+    }
+
+    async fn persist(&self, votes: &[VoteRecord]) -> Result<PersistReport, StoreError> {
+        let cols = Columns::of(votes);
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query("SET LOCAL synchronous_commit = on")
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+
+        let unknown: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT t.vote_id
+               FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS t(vote_id, election_id, candidate_id)
+               LEFT JOIN candidates c ON c.election_id = t.election_id AND c.candidate_id = t.candidate_id
+              WHERE c.candidate_id IS NULL",
+        )
+        .bind(&cols.vote_ids)
+        .bind(&cols.election_ids)
+        .bind(&cols.candidate_ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        if !unknown.is_empty() {
+            let ids = unknown
+                .into_iter()
+                .filter_map(|u| VoteId::from_uuid(u).ok())
+                .collect();
+            return Err(StoreError::UnknownReference(ids));
+        }
+
+        let inserted: Vec<Uuid> = sqlx::query_scalar(
+            "INSERT INTO votes (vote_id, election_id, candidate_id, voter_id, accepted_at, correlation_id)
+             SELECT vote_id, election_id, candidate_id, voter_id, accepted_at, correlation_id
+               FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[])
+                    WITH ORDINALITY AS t(vote_id, election_id, candidate_id, voter_id, accepted_at, correlation_id, ord)
+              ORDER BY ord
+             ON CONFLICT DO NOTHING
+             RETURNING vote_id",
+        )
+        .bind(&cols.vote_ids)
+        .bind(&cols.election_ids)
+        .bind(&cols.candidate_ids)
+        .bind(&cols.voter_ids)
+        .bind(&cols.accepted_at)
+        .bind(&cols.correlation_ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+
+        let mut outcomes = vec![PersistOutcome::Inserted; votes.len()];
+        let rest: Vec<usize> = (0..votes.len())
+            .filter(|&i| !inserted.contains(&cols.vote_ids[i]))
+            .collect();
+        // Inserted in this very statement: a later copy in the same batch is a redelivery too.
+        let mut claimed: HashSet<Uuid> = HashSet::new();
+        for (i, id) in cols.vote_ids.iter().enumerate() {
+            if inserted.contains(id) && !claimed.insert(*id) {
+                outcomes[i] = PersistOutcome::AlreadyPersisted;
+            }
+        }
+        if !rest.is_empty() {
+            self.classify(&mut tx, &cols, &rest, &mut outcomes).await?;
+        }
+        self.add_tallies(&mut tx, votes, &outcomes, &claimed).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(PersistReport { outcomes })
+    }
+
+    /// Sorts the votes that were not inserted into redeliveries and conflicts,
+    /// records conflicts and counts redeliveries.
+    async fn classify(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        cols: &Columns,
+        rest: &[usize],
+        outcomes: &mut [PersistOutcome],
+    ) -> Result<(), StoreError> {
+        let rest_elections: Vec<Uuid> = rest.iter().map(|&i| cols.election_ids[i]).collect();
+        let rest_voters: Vec<String> = rest.iter().map(|&i| cols.voter_ids[i].clone()).collect();
+        let rest_ids: Vec<Uuid> = rest.iter().map(|&i| cols.vote_ids[i]).collect();
+        let rows = sqlx::query(
+            "SELECT v.vote_id, v.election_id, v.voter_id
+               FROM votes v
+              WHERE v.vote_id = ANY($3)
+                 OR (v.election_id, v.voter_id) IN (SELECT * FROM UNNEST($1::uuid[], $2::text[]))",
+        )
+        .bind(&rest_elections)
+        .bind(&rest_voters)
+        .bind(&rest_ids)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(store_error)?;
+        let mut stored_ids: HashSet<Uuid> = HashSet::new();
+        let mut by_voter: HashMap<(Uuid, String), Uuid> = HashMap::new();
+        for row in rows {
+            let id: Uuid = row.get(0);
+            stored_ids.insert(id);
+            by_voter.insert((row.get(1), row.get(2)), id);
+        }
+        let mut conflicts: Vec<usize> = Vec::new();
+        let mut existing_ids: Vec<Uuid> = Vec::new();
+        let mut redeliveries: BTreeMap<Uuid, i64> = BTreeMap::new();
+        for &i in rest {
+            if stored_ids.contains(&cols.vote_ids[i]) {
+                outcomes[i] = PersistOutcome::AlreadyPersisted;
+                *redeliveries.entry(cols.election_ids[i]).or_default() += 1;
+            } else if let Some(&existing) = by_voter.get(&(cols.election_ids[i], cols.voter_ids[i].clone())) {
+                let existing_id = VoteId::from_uuid(existing).map_err(|e| corrupt("vote id", e))?;
+                outcomes[i] = PersistOutcome::Conflict {
+                    existing: existing_id,
+                };
+                conflicts.push(i);
+                existing_ids.push(existing);
+            } else {
+                return Err(StoreError::Unknown(anyhow::anyhow!(
+                    "vote {} was neither inserted nor found",
+                    cols.vote_ids[i]
+                )));
+            }
+        }
+        if !conflicts.is_empty() {
+            let pick = |v: &Vec<Uuid>| conflicts.iter().map(|&i| v[i]).collect::<Vec<Uuid>>();
+            let voters: Vec<String> = conflicts.iter().map(|&i| cols.voter_ids[i].clone()).collect();
+            let accepted: Vec<DateTime<Utc>> = conflicts.iter().map(|&i| cols.accepted_at[i]).collect();
+            let correlation: Vec<String> = conflicts
+                .iter()
+                .map(|&i| cols.correlation_ids[i].clone())
+                .collect();
+            sqlx::query(
+                "INSERT INTO vote_conflicts
+                     (vote_id, election_id, candidate_id, voter_id, existing_vote_id, accepted_at, correlation_id)
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], $6::timestamptz[], $7::text[])
+                 ON CONFLICT (vote_id) DO NOTHING",
+            )
+            .bind(pick(&cols.vote_ids))
+            .bind(pick(&cols.election_ids))
+            .bind(pick(&cols.candidate_ids))
+            .bind(&voters)
+            .bind(&existing_ids)
+            .bind(&accepted)
+            .bind(&correlation)
+            .execute(&mut **tx)
+            .await
+            .map_err(store_error)?;
+        }
+        if !redeliveries.is_empty() {
+            let (elections, copies): (Vec<Uuid>, Vec<i64>) = redeliveries.into_iter().unzip();
+            let shard =
+                (cols.vote_ids[rest[0]].as_u128() as u64 % u64::from(self.config.tally_shards.max(1))) as i16;
+            sqlx::query(
+                "INSERT INTO redelivery_shards (election_id, shard, copies)
+                 SELECT e, $2, c FROM UNNEST($1::uuid[], $3::int8[]) AS t(e, c)
+                 ON CONFLICT (election_id, shard) DO UPDATE SET copies = redelivery_shards.copies + EXCLUDED.copies",
+            )
+            .bind(&elections)
+            .bind(shard)
+            .bind(&copies)
+            .execute(&mut **tx)
+            .await
+            .map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the inserted votes to one tally shard, rows in (election, candidate) order.
+    async fn add_tallies(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        votes: &[VoteRecord],
+        outcomes: &[PersistOutcome],
+        inserted: &HashSet<Uuid>,
+    ) -> Result<(), StoreError> {
+        let mut counts: BTreeMap<(Uuid, Uuid), i64> = BTreeMap::new();
+        let mut seen: HashSet<Uuid> = HashSet::new();
+        for (record, outcome) in votes.iter().zip(outcomes) {
+            let v = &record.vote;
+            let id = v.vote_id.as_uuid();
+            if matches!(outcome, PersistOutcome::Inserted) && inserted.contains(&id) && seen.insert(id) {
+                *counts
+                    .entry((v.election_id.as_uuid(), v.candidate_id.as_uuid()))
+                    .or_default() += 1;
+            }
+        }
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let shard = self.shard_for(votes);
+        let mut elections = Vec::with_capacity(counts.len());
+        let mut candidates = Vec::with_capacity(counts.len());
+        let mut deltas = Vec::with_capacity(counts.len());
+        for ((e, c), n) in counts {
+            elections.push(e);
+            candidates.push(c);
+            deltas.push(n);
+        }
+        sqlx::query(
+            "INSERT INTO tally_shards (election_id, candidate_id, shard, votes)
+             SELECT e, c, $3, n FROM UNNEST($1::uuid[], $2::uuid[], $4::int8[]) WITH ORDINALITY AS t(e, c, n, ord)
+              ORDER BY ord
+             ON CONFLICT (election_id, candidate_id, shard) DO UPDATE SET votes = tally_shards.votes + EXCLUDED.votes",
+        )
+        .bind(&elections)
+        .bind(&candidates)
+        .bind(shard)
+        .bind(&deltas)
+        .execute(&mut **tx)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+impl VoteStore for PgVoteStore {
+    async fn persist_batch(&self, votes: &[VoteRecord]) -> Result<PersistReport, StoreError> {
+        if votes.is_empty() {
+            return Ok(PersistReport::default());
+        }
+        self.persist(votes).await
+    }
+
+    async fn persisted_tallies(&self, election: ElectionId) -> Result<Vec<CandidateCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT candidate_id, sum(votes)::int8 FROM tally_shards WHERE election_id = $1 GROUP BY candidate_id",
+        )
+        .bind(election.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter()
+            .map(|row| {
+                let votes: i64 = row.get(1);
+                Ok(CandidateCount {
+                    candidate_id: CandidateId::from_uuid(row.get(0)),
+                    votes: u64::try_from(votes).map_err(|e| corrupt("tally", e))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn find_vote(&self, id: VoteId) -> Result<Option<StoredVote>, StoreError> {
+        let row = sqlx::query(
+            "SELECT election_id, candidate_id, voter_id, accepted_at, correlation_id, persisted_at
+               FROM votes WHERE vote_id = $1",
+        )
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let voter: String = row.get(2);
+        let correlation: String = row.get(4);
+        Ok(Some(StoredVote {
+            record: VoteRecord {
+                vote: AcceptedVote {
+                    vote_id: id,
+                    election_id: ElectionId::from_uuid(row.get(0)),
+                    candidate_id: CandidateId::from_uuid(row.get(1)),
+                    voter_id: VoterId::parse(voter).map_err(|e| corrupt("voter id", e))?,
+                    accepted_at: row.get(3),
+                },
+                correlation_id: CorrelationId::parse(correlation)
+                    .map_err(|e| corrupt("correlation id", e))?,
+            },
+            persisted_at: row.get(5),
+        }))
+    }
+
+    async fn counts(&self, election: ElectionId) -> Result<StoreCounts, StoreError> {
+        // P from the tally shards: written in the same transaction as the rows,
+        // so equal to count(votes) without scanning millions of rows.
+        let row = sqlx::query(
+            "SELECT (SELECT coalesce(sum(votes), 0)::int8 FROM tally_shards WHERE election_id = $1),
+                    (SELECT count(*)::int8 FROM vote_conflicts WHERE election_id = $1),
+                    (SELECT coalesce(sum(copies), 0)::int8 FROM redelivery_shards WHERE election_id = $1)",
+        )
+        .bind(election.as_uuid())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let get = |i: usize| -> Result<u64, StoreError> {
+            let n: i64 = row.get(i);
+            u64::try_from(n).map_err(|e| corrupt("counter", e))
+        };
+        Ok(StoreCounts {
+            persisted: get(0)?,
+            duplicates: get(1)?,
+            redeliveries: get(2)?,
+        })
+    }
+}

@@ -1,0 +1,259 @@
+//! The PostgreSQL vote store against a real server. Each test gets its own
+//! freshly created and migrated database, so tests run in parallel.
+//! Server: `LIVEVOTE_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), which must allow CREATE DATABASE.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{Duration, SubsecRound, Utc};
+use livevote_domain::{CandidateId, Election, ElectionId, VoteRecord};
+use livevote_memory::fixtures::{new_election, record};
+use livevote_ports::{PersistOutcome, StoreError, VoteStore};
+use livevote_postgres::{MIGRATIONS, PgVoteStore, StoreConfig, migrate};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+async fn fresh_database() -> PgPool {
+    let url = std::env::var("LIVEVOTE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin_opts: PgConnectOptions = url.parse().expect("LIVEVOTE_TEST_DATABASE_URL is a postgres URL");
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(admin_opts.clone())
+        .await
+        .expect("PostgreSQL reachable (scripts/test.sh starts it)");
+    let name = format!("livevote_test_{}", uuid::Uuid::now_v7().simple());
+    // The name is built from a UUID here, not from input.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(admin_opts.database(&name))
+        .await
+        .expect("connect to test database");
+    migrate(&pool).await.expect("migrations apply");
+    pool
+}
+
+/// Writes an election and its candidates straight into the tables (the
+/// election admin adapter is not what these tests are about).
+async fn insert_election(pool: &PgPool, e: &Election) {
+    sqlx::query(
+        "INSERT INTO elections (election_id, title, description, starts_at, ends_at, status, visibility,
+                                captcha_required, version, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'SCHEDULED', 'LIVE', false, 1, now(), now())",
+    )
+    .bind(e.id().as_uuid())
+    .bind(e.title().as_str())
+    .bind(e.description().as_str())
+    .bind(e.window().start())
+    .bind(e.window().end())
+    .execute(pool)
+    .await
+    .unwrap();
+    for (i, c) in e.candidates().iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO candidates (candidate_id, election_id, position, name) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(c.id().as_uuid())
+        .bind(e.id().as_uuid())
+        .bind(i as i32)
+        .bind(c.name().as_str())
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+async fn setup() -> (PgVoteStore, Election) {
+    let pool = fresh_database().await;
+    let now = Utc::now().trunc_subsecs(6);
+    let new = new_election(
+        "Store test",
+        &["A", "B", "C"],
+        now - Duration::minutes(1),
+        now + Duration::hours(1),
+    );
+    let election = Election::create(ElectionId::generate(), new, now).unwrap();
+    insert_election(&pool, &election).await;
+    (PgVoteStore::new(pool, StoreConfig::default()), election)
+}
+
+async fn count_rows(store: &PgVoteStore, e: &Election) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM votes WHERE election_id = $1")
+        .bind(e.id().as_uuid())
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
+}
+
+async fn tallies(store: &PgVoteStore, e: &Election) -> BTreeMap<CandidateId, u64> {
+    store
+        .persisted_tallies(e.id())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.candidate_id, c.votes))
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations_apply_once() {
+    let pool = fresh_database().await;
+    assert!(
+        migrate(&pool).await.unwrap().is_empty(),
+        "a second run applies nothing"
+    );
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM schema_migrations")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied, MIGRATIONS.len() as i64);
+}
+
+#[tokio::test]
+async fn the_same_batch_three_times_changes_nothing_and_conflicts_are_recorded_not_counted() {
+    let (store, e) = setup().await;
+    let now = Utc::now().trunc_subsecs(6);
+    let mut batch: Vec<VoteRecord> = (0..1000)
+        .map(|i| record(&e, &format!("voter-{i}"), i % 3, now))
+        .collect();
+    // The same voter again with another vote id (a conflict), and an exact copy (a redelivery).
+    let second = record(&e, "voter-7", 2, now);
+    batch.push(second.clone());
+    batch.push(batch[10].clone());
+    for round in 0..3 {
+        let report = store.persist_batch(&batch).await.unwrap();
+        let first = if round == 0 {
+            PersistOutcome::Inserted
+        } else {
+            PersistOutcome::AlreadyPersisted
+        };
+        assert!(
+            report.outcomes[..1000].iter().all(|o| *o == first),
+            "round {round}"
+        );
+        assert_eq!(
+            report.outcomes[1000],
+            PersistOutcome::Conflict {
+                existing: batch[7].vote.vote_id
+            }
+        );
+        assert_eq!(report.outcomes[1001], PersistOutcome::AlreadyPersisted);
+    }
+    assert_eq!(count_rows(&store, &e).await, 1000);
+    let counts = store.counts(e.id()).await.unwrap();
+    assert_eq!(counts.persisted, 1000);
+    assert_eq!(
+        counts.duplicates, 1,
+        "one conflicting vote id, however often it is redelivered"
+    );
+    assert_eq!(tallies(&store, &e).await.values().sum::<u64>(), 1000);
+    assert!(store.find_vote(second.vote.vote_id).await.unwrap().is_none());
+    let stored = store.find_vote(batch[3].vote.vote_id).await.unwrap().unwrap();
+    assert_eq!(stored.record, batch[3]);
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM vote_conflicts WHERE existing_vote_id = $1")
+        .bind(batch[7].vote.vote_id.as_uuid())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(recorded, 1);
+}
+
+#[tokio::test]
+async fn tally_shards_sum_to_the_rows_after_twenty_concurrent_batches() {
+    let (store, e) = setup().await;
+    let now = Utc::now().trunc_subsecs(6);
+    let mut tasks = Vec::new();
+    for b in 0..20 {
+        let store = store.clone();
+        // Overlapping voters between neighbouring batches: conflicts race across transactions.
+        let batch: Vec<VoteRecord> = (0..500)
+            .map(|i| record(&e, &format!("voter-{}", b * 400 + i), (b + i) % 3, now))
+            .collect();
+        tasks.push(tokio::spawn(
+            async move { store.persist_batch(&batch).await.unwrap() },
+        ));
+    }
+    let mut inserted = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        let report = t.await.unwrap();
+        inserted += report.inserted();
+        conflicts += report.conflicts();
+    }
+    let rows = count_rows(&store, &e).await;
+    assert_eq!(rows, 19 * 400 + 500, "one row per distinct voter");
+    assert_eq!(inserted as i64, rows);
+    assert_eq!(conflicts, 20 * 500 - rows as usize);
+    let per_candidate: BTreeMap<CandidateId, u64> = {
+        let grouped: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+            "SELECT candidate_id, count(*) FROM votes WHERE election_id = $1 GROUP BY candidate_id",
+        )
+        .bind(e.id().as_uuid())
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        grouped
+            .into_iter()
+            .map(|(c, n)| (CandidateId::from_uuid(c), n as u64))
+            .collect()
+    };
+    assert_eq!(
+        tallies(&store, &e).await,
+        per_candidate,
+        "sum(tally shards) = count(votes), per candidate"
+    );
+    let shards: i64 = sqlx::query_scalar("SELECT count(DISTINCT shard) FROM tally_shards")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(shards > 1, "increments spread over shards");
+    let counts = store.counts(e.id()).await.unwrap();
+    assert_eq!(
+        (counts.persisted, counts.duplicates),
+        (rows as u64, conflicts as u64)
+    );
+}
+
+#[tokio::test]
+async fn unknown_elections_and_candidates_write_nothing() {
+    let (store, e) = setup().await;
+    let now = Utc::now().trunc_subsecs(6);
+    let good = record(&e, "voter-1", 0, now);
+    let mut stranger = record(&e, "voter-2", 0, now);
+    stranger.vote.candidate_id = CandidateId::generate();
+    let mut lost = record(&e, "voter-3", 0, now);
+    lost.vote.election_id = ElectionId::generate();
+    match store.persist_batch(&[good, stranger.clone(), lost.clone()]).await {
+        Err(StoreError::UnknownReference(ids)) => {
+            let ids: HashSet<_> = ids.into_iter().collect();
+            assert_eq!(ids, HashSet::from([stranger.vote.vote_id, lost.vote.vote_id]));
+        }
+        other => panic!("expected UnknownReference, got {other:?}"),
+    }
+    assert_eq!(count_rows(&store, &e).await, 0);
+    assert_eq!(store.counts(e.id()).await.unwrap().persisted, 0);
+}
+
+#[tokio::test]
+async fn within_one_batch_the_first_vote_of_a_voter_wins() {
+    let (store, e) = setup().await;
+    let now = Utc::now().trunc_subsecs(6);
+    let first = record(&e, "twice", 0, now);
+    let second = record(&e, "twice", 1, now);
+    let report = store.persist_batch(&[first.clone(), second]).await.unwrap();
+    assert_eq!(
+        report.outcomes,
+        vec![
+            PersistOutcome::Inserted,
+            PersistOutcome::Conflict {
+                existing: first.vote.vote_id
+            }
+        ]
+    );
+    assert_eq!(tallies(&store, &e).await.get(&e.candidates()[0].id()), Some(&1));
+    assert_eq!(tallies(&store, &e).await.get(&e.candidates()[1].id()), None);
+}
