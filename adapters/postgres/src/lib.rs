@@ -8,13 +8,18 @@
 //!   persisted tallies grow by exactly the inserted rows, on counter shards;
 //!   conflicting second votes are recorded for auditors.
 //!
+//! - [`PgElections`] implements the election catalog and admin: optimistic
+//!   concurrency on a version column, an audit entry with every change.
+//!
 //! Only the query functions of sqlx are used (no compile-time macros), so a
 //! build needs no database; the integration tests catch SQL errors against a
 //! real server.
 
+mod elections;
 mod migrate;
 mod store;
 
+pub use elections::PgElections;
 pub use migrate::{MIGRATIONS, Migration, migrate};
 pub use store::{PgVoteStore, StoreConfig};
 
