@@ -37,7 +37,10 @@ ensure_postgres() {
     sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "/etc/postgresql/$version/main/pg_hba.conf"
   fi
   log "starting PostgreSQL $version"
-  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  # pg_ctlcluster fails when the cluster is already starting; the port check below decides.
+  if ! pg_ctlcluster --skip-systemctl-redirect "$version" main start; then
+    log "pg_ctlcluster could not start PostgreSQL $version (see its message above); waiting for the port anyway"
+  fi
   wait_port 5432 PostgreSQL
 }
 

@@ -32,9 +32,16 @@ echo "== local services"
 bash scripts/services.sh postgres
 # Each PostgreSQL test creates its own database; drop those of earlier runs.
 if command -v psql >/dev/null; then
-  psql -h 127.0.0.1 -U postgres -d postgres -qAtc \
-    "SELECT datname FROM pg_database WHERE datname LIKE 'livevote_test_%'" 2>/dev/null |
-    while read -r db; do psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null; done || true
+  # A failed clean-up only leaves disk behind, so it warns instead of failing the run.
+  if ! old_dbs=$(psql -h 127.0.0.1 -U postgres -d postgres -qAtc \
+    "SELECT datname FROM pg_database WHERE datname LIKE 'livevote_test_%'"); then
+    echo "warning: could not list old test databases (see psql's message above)" >&2
+    old_dbs=""
+  fi
+  for db in $old_dbs; do
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null ||
+      echo "warning: could not drop old test database $db" >&2
+  done
 fi
 
 echo "== tests"

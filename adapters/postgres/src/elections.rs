@@ -216,6 +216,22 @@ async fn append_audit(
     Ok(())
 }
 
+/// Binds an election's settings as `$1..=$7`: title, description, start,
+/// end, status, visibility, captcha flag (the order both writes use).
+fn bind_settings<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    e: &'q Election,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(e.title().as_str())
+        .bind(e.description().as_str())
+        .bind(e.window().start())
+        .bind(e.window().end())
+        .bind(e.stored_status().as_str())
+        .bind(e.visibility().as_str())
+        .bind(e.captcha_required())
+}
+
 impl PgElections {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
@@ -244,25 +260,19 @@ fn unknown(e: anyhow::Error) -> AdminError {
 impl ElectionAdmin for PgElections {
     async fn create(&self, election: &Election, actor: &ActorId, at: Timestamp) -> Result<(), AdminError> {
         let mut tx = self.pool.begin().await.map_err(admin_error)?;
-        let inserted = sqlx::query(
-            "INSERT INTO elections (election_id, title, description, starts_at, ends_at, status, visibility,
-                                    captcha_required, version, created_at, updated_at)
+        let insert = sqlx::query(
+            "INSERT INTO elections (title, description, starts_at, ends_at, status, visibility, captcha_required,
+                                    election_id, version, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
              ON CONFLICT (election_id) DO NOTHING",
-        )
-        .bind(election.id().as_uuid())
-        .bind(election.title().as_str())
-        .bind(election.description().as_str())
-        .bind(election.window().start())
-        .bind(election.window().end())
-        .bind(election.stored_status().as_str())
-        .bind(election.visibility().as_str())
-        .bind(election.captcha_required())
-        .bind(election.version() as i64)
-        .bind(election.created_at())
-        .execute(&mut *tx)
-        .await
-        .map_err(admin_error)?;
+        );
+        let inserted = bind_settings(insert, election)
+            .bind(election.id().as_uuid())
+            .bind(election.version() as i64)
+            .bind(election.created_at())
+            .execute(&mut *tx)
+            .await
+            .map_err(admin_error)?;
         if inserted.rows_affected() == 0 {
             return Err(AdminError::AlreadyExists(election.id()));
         }
@@ -304,25 +314,20 @@ impl ElectionAdmin for PgElections {
     ) -> Result<Election, AdminError> {
         let id = election.id();
         let mut tx = self.pool.begin().await.map_err(admin_error)?;
-        let updated: Option<i64> = sqlx::query_scalar(
-            "UPDATE elections SET title = $3, description = $4, starts_at = $5, ends_at = $6, status = $7,
-                    visibility = $8, captcha_required = $9, version = version + 1, updated_at = $10
-              WHERE election_id = $1 AND version = $2
+        let update = sqlx::query(
+            "UPDATE elections SET title = $1, description = $2, starts_at = $3, ends_at = $4, status = $5,
+                    visibility = $6, captcha_required = $7, version = version + 1, updated_at = $8
+              WHERE election_id = $9 AND version = $10
               RETURNING version",
-        )
-        .bind(id.as_uuid())
-        .bind(election.version() as i64)
-        .bind(election.title().as_str())
-        .bind(election.description().as_str())
-        .bind(election.window().start())
-        .bind(election.window().end())
-        .bind(election.stored_status().as_str())
-        .bind(election.visibility().as_str())
-        .bind(election.captcha_required())
-        .bind(at)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(admin_error)?;
+        );
+        let updated: Option<i64> = bind_settings(update, election)
+            .bind(at)
+            .bind(id.as_uuid())
+            .bind(election.version() as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(admin_error)?
+            .map(|row| row.get(0));
         let Some(new_version) = updated else {
             let actual: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM elections WHERE election_id = $1")

@@ -176,7 +176,10 @@ async fn run<Q: VoteQueue, M: Metrics + Clone>(
         });
     }
     // Every handle is gone and the buffer is drained: wait for batches in flight.
-    let _ = slots.acquire_many(config.max_in_flight.max(1) as u32).await;
+    let _all = slots
+        .acquire_many(config.max_in_flight.max(1) as u32)
+        .await
+        .expect("semaphore is never closed");
 }
 
 #[cfg(test)]

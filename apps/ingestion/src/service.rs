@@ -161,11 +161,6 @@ impl<C, D, H, K, M> std::fmt::Debug for CastVoteService<C, D, H, K, M> {
     }
 }
 
-enum Settled {
-    Confirmed,
-    Missed,
-}
-
 impl<C, D, H, K, M> CastVoteService<C, D, H, K, M>
 where
     C: ElectionCatalog,
@@ -328,21 +323,18 @@ where
             });
         }
         // The queue has it: from here on the vote is durable and is answered 202.
-        let settled = match inner.dedup.confirm(&claim).await {
-            Ok(ConfirmOutcome::Confirmed) => Settled::Confirmed,
-            Ok(ConfirmOutcome::NotHeld) => Settled::Missed,
+        // A missed confirm still answers 202: the vote is persisted all the
+        // same and reconciliation shows it as surplus, never as loss.
+        let election = claim.vote.election_id;
+        match inner.dedup.confirm(&claim).await {
+            Ok(ConfirmOutcome::Confirmed) => inner
+                .metrics
+                .record(MetricEvent::VotesAccepted { election, count: 1 }),
+            Ok(ConfirmOutcome::NotHeld) => inner.metrics.record(MetricEvent::ConfirmMissed),
             Err(e) => {
                 tracing::warn!(%vote_id, error = %e, "confirm failed after the queue acknowledged the vote");
-                Settled::Missed
+                inner.metrics.record(MetricEvent::ConfirmMissed);
             }
-        };
-        match settled {
-            Settled::Confirmed => inner.metrics.record(MetricEvent::VotesAccepted {
-                election: claim.vote.election_id,
-                count: 1,
-            }),
-            // Persisted all the same; reconciliation shows it as surplus, not loss.
-            Settled::Missed => inner.metrics.record(MetricEvent::ConfirmMissed),
         }
         Ok(CastReceipt {
             vote_id,

@@ -146,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
     }
     processor.abort();
     drop(cast);
-    let _ = publisher.await;
+    publisher.await?;
 
     let stored: HashSet<_> = db
         .all_votes()
