@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the local servers the tests need are running, installing them
-# from Debian's packages when missing. Usage: scripts/services.sh postgres
+# from Debian's packages when missing. Usage: scripts/services.sh postgres redis
 # Local development and CI only: a freshly installed PostgreSQL is set to
 # trust connections from 127.0.0.1.
 set -euo pipefail
@@ -44,9 +44,26 @@ ensure_postgres() {
   wait_port 5432 PostgreSQL
 }
 
+ensure_redis() {
+  # The tests also start private redis-servers of their own, so the binary must exist.
+  if ! command -v redis-server >/dev/null; then
+    log "redis-server is not installed: installing the Debian package"
+    apt_install redis-server
+  fi
+  port_open 6379 && return 0
+  local dir="${LIVEVOTE_STATE_DIR:-$HOME/.cache/livevote}/redis"
+  mkdir -p "$dir"
+  log "starting redis-server on 127.0.0.1:6379 (no persistence, noeviction; log in $dir)"
+  # noeviction as in production: an evicted claim would weaken "one vote per viewer".
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --maxmemory-policy noeviction --dir "$dir" --logfile "$dir/redis.log"
+  wait_port 6379 Redis
+}
+
 for service in "$@"; do
   case "$service" in
     postgres) ensure_postgres ;;
+    redis) ensure_redis ;;
     *) log "unknown service $service"; exit 2 ;;
   esac
 done

@@ -29,7 +29,7 @@ echo "== dependency rules"
 bash scripts/check-deps.sh
 
 echo "== local services"
-bash scripts/services.sh postgres
+bash scripts/services.sh postgres redis
 # Each PostgreSQL test creates its own database; drop those of earlier runs.
 if command -v psql >/dev/null; then
   # A failed clean-up only leaves disk behind, so it warns instead of failing the run.
@@ -42,6 +42,13 @@ if command -v psql >/dev/null; then
     psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null ||
       echo "warning: could not drop old test database $db" >&2
   done
+fi
+
+# Each Redis test uses its own key prefix lvtest-<uuid>; delete the keys of earlier runs.
+if command -v redis-cli >/dev/null; then
+  if ! redis-cli -h 127.0.0.1 -p 6379 --scan --pattern 'lvtest-*' | xargs -r -n 500 redis-cli -h 127.0.0.1 -p 6379 del >/dev/null; then
+    echo "warning: could not delete old Redis test keys" >&2
+  fi
 fi
 
 echo "== tests"
