@@ -36,4 +36,4 @@ pub use queue::{
     AckReport, Delivery, DeliveryContent, DeliveryTag, PoisonReason, QueueError, QueueInspector, QueueStats,
     VoteQueue, VoteSource,
 };
-pub use store::{PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteStore};
+pub use store::{HourlyCount, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteStore};

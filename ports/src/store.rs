@@ -70,6 +70,14 @@ pub struct StoreCounts {
     pub redeliveries: u64,
 }
 
+/// Votes stored for one election whose `accepted_at` falls in one UTC hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourlyCount {
+    /// The start of the hour (UTC, minutes and below zero).
+    pub hour: Timestamp,
+    pub votes: u64,
+}
+
 /// Stores votes.
 pub trait VoteStore: Send + Sync + 'static {
     /// Stores a batch in ONE transaction: each vote is inserted unless its id
@@ -108,4 +116,14 @@ pub trait VoteStore: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::Unavailable`].
     fn counts(&self, election: ElectionId) -> impl Future<Output = Result<StoreCounts, StoreError>> + Send;
+
+    /// Stored votes per UTC hour of acceptance, oldest hour first, hours
+    /// without votes left out (the audience curve of a show, for auditors).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    fn hourly_counts(
+        &self,
+        election: ElectionId,
+    ) -> impl Future<Output = Result<Vec<HourlyCount>, StoreError>> + Send;
 }

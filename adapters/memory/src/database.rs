@@ -8,14 +8,16 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use chrono::DurationRound;
+
 use livevote_domain::election::ElectionParts;
 use livevote_domain::{
     ActorId, CandidateCount, CandidateId, Election, ElectionId, ElectionStatus, Timestamp, VoteId,
     VoteRecord, VoterId,
 };
 use livevote_ports::{
-    AdminAction, AdminError, AuditEntry, CatalogError, ElectionAdmin, ElectionCatalog, Page, PageRequest,
-    PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteStore,
+    AdminAction, AdminError, AuditEntry, CatalogError, ElectionAdmin, ElectionCatalog, HourlyCount, Page,
+    PageRequest, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteStore,
 };
 
 use livevote_ports::Clock;
@@ -328,6 +330,29 @@ impl VoteStore for MemoryDatabase {
             redeliveries: state.redeliveries.get(&election).copied().unwrap_or(0),
         })
     }
+
+    async fn hourly_counts(&self, election: ElectionId) -> Result<Vec<HourlyCount>, StoreError> {
+        if !self.check_up() {
+            return Err(StoreError::Unavailable(down()));
+        }
+        let state = self.lock();
+        let mut hours: std::collections::BTreeMap<Timestamp, u64> = std::collections::BTreeMap::new();
+        for v in state
+            .votes
+            .values()
+            .filter(|v| v.record.vote.election_id == election)
+        {
+            let at = v.record.vote.accepted_at;
+            let hour = at
+                .duration_trunc(chrono::TimeDelta::hours(1))
+                .map_err(|e| StoreError::Unknown(anyhow::anyhow!("hour of {at}: {e}")))?;
+            *hours.entry(hour).or_default() += 1;
+        }
+        Ok(hours
+            .into_iter()
+            .map(|(hour, votes)| HourlyCount { hour, votes })
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -374,6 +399,43 @@ mod tests {
 
     fn actor() -> ActorId {
         ActorId::parse("auth0|admin").unwrap()
+    }
+
+    #[tokio::test]
+    async fn hourly_counts_group_by_the_utc_hour_of_acceptance() {
+        let db = MemoryDatabase::new(SystemClock);
+        let e = new_election();
+        db.create(&e, &actor(), Utc::now()).await.unwrap();
+        let at = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        let mut batch = Vec::new();
+        for (voter, when) in [
+            ("a", "2026-11-21T20:00:00Z"),
+            ("b", "2026-11-21T20:59:59.999999Z"),
+            ("c", "2026-11-21T22:30:00+01:00"),
+        ] {
+            let mut v = vote(&e, voter, 0);
+            v.vote.accepted_at = at(when);
+            batch.push(v);
+        }
+        db.persist_batch(&batch).await.unwrap();
+        let hours: Vec<(String, u64)> = db
+            .hourly_counts(e.id())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.hour.to_rfc3339(), h.votes))
+            .collect();
+        assert_eq!(
+            hours,
+            vec![
+                ("2026-11-21T20:00:00+00:00".to_owned(), 2),
+                ("2026-11-21T21:00:00+00:00".to_owned(), 1)
+            ]
+        );
     }
 
     #[tokio::test]

@@ -21,7 +21,9 @@ use chrono::{DateTime, Utc};
 use livevote_domain::{
     AcceptedVote, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId,
 };
-use livevote_ports::{PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteStore};
+use livevote_ports::{
+    HourlyCount, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteStore,
+};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
@@ -396,5 +398,26 @@ impl VoteStore for PgVoteStore {
             duplicates: get(1)?,
             redeliveries: get(2)?,
         })
+    }
+
+    async fn hourly_counts(&self, election: ElectionId) -> Result<Vec<HourlyCount>, StoreError> {
+        // A scan of the election's rows, grouped: an operator's read, not on the vote path.
+        let rows = sqlx::query(
+            "SELECT date_trunc('hour', accepted_at, 'UTC') AS hour, count(*)::int8
+             FROM votes WHERE election_id = $1 GROUP BY 1 ORDER BY 1",
+        )
+        .bind(election.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                let votes: i64 = row.get(1);
+                Ok(HourlyCount {
+                    hour: row.get(0),
+                    votes: u64::try_from(votes).map_err(|e| corrupt("hourly count", e))?,
+                })
+            })
+            .collect()
     }
 }

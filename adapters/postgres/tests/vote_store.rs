@@ -235,3 +235,44 @@ async fn within_one_batch_the_first_vote_of_a_voter_wins() {
     assert_eq!(tallies(&store, &e).await.get(&e.candidates()[0].id()), Some(&1));
     assert_eq!(tallies(&store, &e).await.get(&e.candidates()[1].id()), None);
 }
+
+#[tokio::test]
+async fn hourly_counts_group_by_the_utc_hour_of_acceptance() {
+    let (store, e) = setup().await;
+    let at = |s: &str| {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    let batch = vec![
+        record(&e, "a", 0, at("2026-11-21T20:00:00Z")),
+        record(&e, "b", 1, at("2026-11-21T20:59:59.999999Z")),
+        record(&e, "c", 2, at("2026-11-21T21:00:00Z")),
+        // 22:30 in UTC+1 is 21:30 UTC: the hour is taken in UTC whatever the offset.
+        record(&e, "d", 0, at("2026-11-21T22:30:00+01:00")),
+        record(&e, "e", 0, at("2026-11-22T01:15:00Z")),
+    ];
+    store.persist_batch(&batch).await.unwrap();
+    let hours: Vec<(String, u64)> = store
+        .hourly_counts(e.id())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.hour.to_rfc3339(), h.votes))
+        .collect();
+    assert_eq!(
+        hours,
+        vec![
+            ("2026-11-21T20:00:00+00:00".to_owned(), 2),
+            ("2026-11-21T21:00:00+00:00".to_owned(), 2),
+            ("2026-11-22T01:00:00+00:00".to_owned(), 1),
+        ]
+    );
+    assert!(
+        store
+            .hourly_counts(ElectionId::generate())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -157,7 +157,6 @@ impl<C: ElectionCatalog> ElectionAnnouncer for RedisElectionCache<C> {
     }
 }
 
-
 impl ElectionChangeFeed for RedisStore {
     type Changes = RedisChanges;
 
