@@ -17,10 +17,12 @@
 
 mod elections;
 mod migrate;
+mod scratch;
 mod store;
 
 pub use elections::PgElections;
 pub use migrate::{MIGRATIONS, Migration, migrate};
+pub use scratch::{scratch_database, test_server_url};
 pub use store::{PgVoteStore, StoreConfig};
 
 /// Whether an sqlx error means the database could not be reached (as

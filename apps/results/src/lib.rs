@@ -9,5 +9,5 @@
 pub mod service;
 
 pub use service::{
-    CandidateDrift, ElectionResults, Reconciliation, ResultsError, ResultsService, TallySource,
+    CandidateDrift, ElectionResults, Rebuild, Reconciliation, ResultsError, ResultsService, TallySource,
 };

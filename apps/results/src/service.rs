@@ -140,6 +140,15 @@ impl<C, T, S, Q, K> std::fmt::Debug for ResultsService<C, T, S, Q, K> {
     }
 }
 
+/// What a rebuild of the live tallies wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebuild {
+    /// The live tallies now, equal to the persisted ones.
+    pub tally: Tally,
+    /// Whether no vote was queued when the store was read (the rebuild is then exact).
+    pub queue_was_drained: bool,
+}
+
 /// Decimals of published percentages (33.3 %).
 pub const PERCENT_DECIMALS: u8 = 1;
 
@@ -212,6 +221,28 @@ where
             is_final,
             embargoed,
             generated_at: now,
+        })
+    }
+
+    /// Rebuilds an election's live accepted tallies from the persisted ones,
+    /// after the live store lost its data (DESIGN.md invariant 6).
+    ///
+    /// Safe at any time: votes accepted but not yet persisted are left out,
+    /// so the rebuilt `A` can only be short, which reconciliation shows as a
+    /// surplus, never as a loss. Exact when the queue was drained when the
+    /// rebuild read the store ([`Rebuild::queue_was_drained`]).
+    ///
+    /// # Errors
+    /// [`ResultsError`]; on error the live tallies may be partly replaced, and
+    /// running the rebuild again repairs them.
+    pub async fn rebuild_live_tallies(&self, id: ElectionId) -> Result<Rebuild, ResultsError> {
+        let election = self.election(id).await?;
+        let queue_was_drained = self.inner.queue.stats().await?.pending_messages() == 0;
+        let counts = self.inner.store.persisted_tallies(id).await?;
+        self.inner.live.replace_counts(id, &counts).await?;
+        Ok(Rebuild {
+            tally: Tally::for_election(&election, &counts),
+            queue_was_drained,
         })
     }
 

@@ -23,7 +23,7 @@ use livevote_memory::{
 };
 use livevote_ports::{
     AdminAction, Claim, ClaimOutcome, ClaimState, Clock, ConfirmOutcome, DedupError, ElectionAdmin,
-    ExistingClaim, LiveTallies, QueueInspector, VoteDedup, VoteStore,
+    ExistingClaim, QueueInspector, VoteDedup, VoteStore,
 };
 use livevote_processor::{PersistConfig, PersistService};
 use livevote_results::{ResultsService, TallySource};
@@ -472,8 +472,9 @@ async fn live_tallies_rebuilt_from_the_store_after_redis_loss() {
             .accepted,
         0
     );
-    let persisted = s.db.persisted_tallies(s.election.id()).await.unwrap();
-    s.dedup.replace_counts(s.election.id(), &persisted).await.unwrap();
+    let rebuilt = s.results.rebuild_live_tallies(s.election.id()).await.unwrap();
+    assert!(rebuilt.queue_was_drained);
+    assert_eq!(rebuilt.tally.total(), 30);
     let r = s.results.reconcile(s.election.id()).await.unwrap();
     assert_eq!(r.verdict, Verdict::Balanced);
     assert!(
