@@ -1,0 +1,3 @@
+//! Benchmarks and load generators. `adapter-bench` measures the storage
+//! adapters against the bare operations they are built from, as ratios
+//! measured in one run on one machine.
