@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use livevote_domain::{
-    CandidateId, CorrelationId, Election, IdempotencyKey, ResultsVisibility, Timestamp, Verdict, VoteId,
-    VoterId,
+    CandidateId, Election, IdempotencyKey, ResultsVisibility, Timestamp, Verdict, VoteId, VoterId,
 };
 use livevote_ingestion::{
-    CacheConfig, CastConfig, CastReceipt, CastVote, CastVoteError, CastVoteService, ElectionCache,
-    PublisherConfig, VoteBatcher,
+    CacheConfig, CastConfig, CastVote, CastVoteError, CastVoteService, ElectionCache, PublisherConfig,
+    VoteBatcher,
 };
 use livevote_memory::fixtures::{active_election, operator};
 use livevote_memory::{
@@ -26,6 +25,8 @@ use livevote_ports::{
     ExistingClaim, QueueInspector, VoteDedup, VoteStore,
 };
 use livevote_processor::{PersistConfig, PersistService};
+
+mod common;
 use livevote_results::{ResultsService, TallySource};
 
 /// The dedup store, with a switch that makes `confirm` hang forever: the
@@ -140,15 +141,7 @@ async fn stack(names: &[&str], length: ChronoDuration) -> Stack {
 }
 
 fn vote(s: &Stack, voter: &str, candidate: usize) -> CastVote {
-    CastVote {
-        voter: VoterId::parse(voter).unwrap(),
-        election_id: s.election.id(),
-        candidate_id: s.election.candidates()[candidate].id(),
-        captcha_token: None,
-        idempotency_key: None,
-        correlation_id: CorrelationId::generate(),
-        remote_ip: None,
-    }
+    common::vote(&s.election, voter, candidate)
 }
 
 /// Runs the processor until the queue is empty.
@@ -205,48 +198,14 @@ async fn two_thousand_voters_and_five_hundred_repeats() {
             }
         })
     };
-    let mut voters = Vec::new();
-    for i in 0..2000usize {
+    let accepted = {
         let s = s.clone();
-        voters.push(tokio::spawn(async move {
-            let name = format!("auth0|viewer-{i:04}");
-            let candidate = (i * 7) % 4;
-            let receipt = s
-                .cast
-                .cast(vote(&s, &name, candidate))
-                .await
-                .expect("first vote accepted");
-            // A quarter of the audience tries again, for another candidate, with a new request.
-            let repeat = if i % 4 == 0 {
-                Some(s.cast.cast(vote(&s, &name, (candidate + 1) % 4)).await)
-            } else {
-                None
-            };
-            (receipt, candidate, repeat)
-        }));
-    }
-    let mut accepted: HashMap<VoteId, CandidateId> = HashMap::new();
-    let mut repeats = 0;
-    for task in voters {
-        let (receipt, candidate, repeat): (CastReceipt, usize, Option<Result<CastReceipt, CastVoteError>>) =
-            task.await.unwrap();
-        assert!(
-            accepted
-                .insert(receipt.vote_id, s.election.candidates()[candidate].id())
-                .is_none()
-        );
-        if let Some(repeat) = repeat {
-            repeats += 1;
-            match repeat {
-                Err(CastVoteError::AlreadyVoted { vote_id, accepted_at }) => {
-                    assert_eq!((vote_id, accepted_at), (receipt.vote_id, receipt.accepted_at));
-                }
-                other => panic!("a repeat attempt was not refused with the original vote: {other:?}"),
-            }
-        }
-    }
-    assert_eq!(repeats, 500);
-    assert_eq!(accepted.len(), 2000);
+        common::two_thousand_voters_and_five_hundred_repeats(&s.election.clone(), move |v| {
+            let s = s.clone();
+            async move { s.cast.cast(v).await }
+        })
+        .await
+    };
     drain(&s).await;
     processor.abort();
 

@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
-use livevote_domain::{CandidateId, CorrelationId, Election, Verdict, VoteId, VoterId};
+use livevote_domain::{CandidateId, Election, Verdict, VoteId};
 use livevote_ingestion::{
-    CacheConfig, CastConfig, CastReceipt, CastVote, CastVoteError, CastVoteService, ElectionCache,
-    PublisherConfig, VoteBatcher,
+    CacheConfig, CastConfig, CastVote, CastVoteService, ElectionCache, PublisherConfig, VoteBatcher,
 };
 use livevote_memory::fixtures::active_election;
 use livevote_memory::{FakeHumanCheck, MemoryQueue, NoMetrics, QueueConfig, SystemClock};
@@ -22,6 +21,8 @@ use livevote_postgres::{PgElections, PgVoteStore, StoreConfig, scratch_database,
 use livevote_processor::{PersistConfig, PersistService};
 use livevote_redis::{RedisConfig, RedisStore};
 use livevote_results::{ResultsService, TallySource};
+
+mod common;
 
 struct Stack {
     store: PgVoteStore,
@@ -100,15 +101,7 @@ async fn stack(names: &[&str]) -> Stack {
 }
 
 fn vote(s: &Stack, voter: &str, candidate: usize) -> CastVote {
-    CastVote {
-        voter: VoterId::parse(voter).unwrap(),
-        election_id: s.election.id(),
-        candidate_id: s.election.candidates()[candidate].id(),
-        captcha_token: None,
-        idempotency_key: None,
-        correlation_id: CorrelationId::generate(),
-        remote_ip: None,
-    }
+    common::vote(&s.election, voter, candidate)
 }
 
 async fn drain(s: &Stack) {
@@ -162,46 +155,14 @@ async fn two_thousand_voters_and_five_hundred_repeats_on_postgres_and_redis() {
             }
         })
     };
-    let mut voters = Vec::new();
-    for i in 0..2000usize {
+    let accepted = {
         let s = s.clone();
-        voters.push(tokio::spawn(async move {
-            let name = format!("auth0|viewer-{i:04}");
-            let candidate = (i * 7) % 4;
-            let receipt = s
-                .cast
-                .cast(vote(&s, &name, candidate))
-                .await
-                .expect("first vote accepted");
-            let repeat = if i % 4 == 0 {
-                Some(s.cast.cast(vote(&s, &name, (candidate + 1) % 4)).await)
-            } else {
-                None
-            };
-            (receipt, candidate, repeat)
-        }));
-    }
-    let mut accepted: HashMap<VoteId, CandidateId> = HashMap::new();
-    let mut repeats = 0;
-    for task in voters {
-        let (receipt, candidate, repeat): (CastReceipt, usize, Option<Result<CastReceipt, CastVoteError>>) =
-            task.await.unwrap();
-        assert!(
-            accepted
-                .insert(receipt.vote_id, s.election.candidates()[candidate].id())
-                .is_none()
-        );
-        if let Some(repeat) = repeat {
-            repeats += 1;
-            match repeat {
-                Err(CastVoteError::AlreadyVoted { vote_id, accepted_at }) => {
-                    assert_eq!((vote_id, accepted_at), (receipt.vote_id, receipt.accepted_at));
-                }
-                other => panic!("a repeat attempt was not refused with the original vote: {other:?}"),
-            }
-        }
-    }
-    assert_eq!((repeats, accepted.len()), (500, 2000));
+        common::two_thousand_voters_and_five_hundred_repeats(&s.election.clone(), move |v| {
+            let s = s.clone();
+            async move { s.cast.cast(v).await }
+        })
+        .await
+    };
     drain(&s).await;
     processor.abort();
 
