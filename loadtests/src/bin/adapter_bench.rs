@@ -11,7 +11,7 @@
 //!    many votes in flight at once (as the ingestion service has).
 //!
 //! Usage: `adapter-bench [--votes N] [--batch B] [--workers W] [--rounds R]
-//! [--pairs P] [--concurrency C]`. Servers: `LIVEVOTE_TEST_DATABASE_URL`,
+//! [--pairs P] [--concurrency C] [--redis-pool N]`. Servers: `LIVEVOTE_TEST_DATABASE_URL`,
 //! `LIVEVOTE_TEST_REDIS_URL` (defaults: the local ones). It creates a scratch
 //! database `livevote_test_*` and Redis keys `lvtest-*`, which
 //! `scripts/test.sh` deletes on its next run.
@@ -37,6 +37,7 @@ struct Options {
     rounds: usize,
     pairs: usize,
     concurrency: usize,
+    redis_pool: usize,
 }
 
 impl Options {
@@ -48,6 +49,7 @@ impl Options {
             rounds: 3,
             pairs: 100_000,
             concurrency: 256,
+            redis_pool: RedisConfig::default().pool_size,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -63,6 +65,7 @@ impl Options {
                 "--rounds" => o.rounds = n,
                 "--pairs" => o.pairs = n,
                 "--concurrency" => o.concurrency = n,
+                "--redis-pool" => o.redis_pool = n,
                 other => bail!("unknown flag {other} (see the doc comment of adapter_bench.rs)"),
             }
         }
@@ -89,8 +92,8 @@ async fn main() -> anyhow::Result<()> {
         persist / plain
     );
     println!(
-        "| Redis claim + confirm, {} in flight | {pairs:.0} pairs/s |",
-        o.concurrency
+        "| Redis claim + confirm, {} in flight, {} connections | {pairs:.0} pairs/s |",
+        o.concurrency, o.redis_pool
     );
     Ok(())
 }
@@ -278,6 +281,7 @@ async fn redis(o: Options) -> anyhow::Result<f64> {
     let store = RedisStore::connect(RedisConfig {
         url: url.clone(),
         key_prefix: format!("lvtest-bench-{}", uuid::Uuid::new_v4().simple()),
+        pool_size: o.redis_pool,
         ..RedisConfig::default()
     })
     .await
