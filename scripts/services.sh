@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure the local servers the tests need are running, installing them
-# from Debian's packages when missing. Usage: scripts/services.sh postgres redis
+# from Debian's packages when missing. Usage: scripts/services.sh postgres redis sqs moto
+#   sqs   the project's local SQS + CloudWatch metrics endpoint (infra/local/sqs-local,
+#         built on first use) on 127.0.0.1:4566
+#   moto  moto_server (PyPI moto[server], pinned, in a venv) on 127.0.0.1:4567
 # Local development and CI only: a freshly installed PostgreSQL is set to
 # trust connections from 127.0.0.1.
 set -euo pipefail
@@ -60,10 +63,50 @@ ensure_redis() {
   wait_port 6379 Redis
 }
 
+state_dir() { local d="${LIVEVOTE_STATE_DIR:-$HOME/.cache/livevote}"; mkdir -p "$d"; echo "$d"; }
+
+SQS_LOCAL_PORT=4566
+MOTO_PORT=4567
+MOTO_VERSION=5.2.5
+
+ensure_sqs_local() {
+  port_open "$SQS_LOCAL_PORT" && return 0
+  local dir root
+  dir=$(state_dir)
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  command -v cargo >/dev/null || { log "cargo not found: needed to build the local SQS endpoint"; return 1; }
+  log "building the local SQS endpoint (infra/local/sqs-local; a few minutes the first time)"
+  CARGO_TARGET_DIR="$dir/target-sqs-local" cargo build --release --locked -q \
+    --manifest-path "$root/infra/local/sqs-local/Cargo.toml"
+  log "starting the local SQS endpoint on 127.0.0.1:$SQS_LOCAL_PORT (log in $dir/sqs-local.log)"
+  nohup "$dir/target-sqs-local/release/livevote-sqs-local" "127.0.0.1:$SQS_LOCAL_PORT" \
+    >"$dir/sqs-local.log" 2>&1 </dev/null &
+  wait_port "$SQS_LOCAL_PORT" "the local SQS endpoint"
+}
+
+ensure_moto() {
+  port_open "$MOTO_PORT" && return 0
+  local dir venv
+  dir=$(state_dir)
+  venv="$dir/moto-venv"
+  if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/pip" show moto 2>/dev/null | grep -qx "Version: $MOTO_VERSION"; then
+    command -v python3 >/dev/null || apt_install python3
+    python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+    log "installing moto[server]==$MOTO_VERSION into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
+  log "starting moto_server on 127.0.0.1:$MOTO_PORT (log in $dir/moto.log)"
+  nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$dir/moto.log" 2>&1 </dev/null &
+  wait_port "$MOTO_PORT" moto_server
+}
+
 for service in "$@"; do
   case "$service" in
     postgres) ensure_postgres ;;
     redis) ensure_redis ;;
+    sqs) ensure_sqs_local ;;
+    moto) ensure_moto ;;
     *) log "unknown service $service"; exit 2 ;;
   esac
 done

@@ -29,7 +29,7 @@ echo "== dependency rules"
 bash scripts/check-deps.sh
 
 echo "== local services"
-bash scripts/services.sh postgres redis
+bash scripts/services.sh postgres redis sqs moto
 # Each PostgreSQL test creates its own database; drop those of earlier runs.
 if command -v psql >/dev/null; then
   # A failed clean-up only leaves disk behind, so it warns instead of failing the run.
@@ -52,8 +52,21 @@ if command -v redis-cli >/dev/null; then
 fi
 
 echo "== tests"
+# The SQS adapter's integration tests run against the project's endpoint here,
+# and once more against moto below (same code, endpoint chosen by variables).
+export LIVEVOTE_TEST_SQS_ENDPOINT="${LIVEVOTE_TEST_SQS_ENDPOINT:-http://127.0.0.1:4566}"
+export LIVEVOTE_TEST_SQS_SERVER="${LIVEVOTE_TEST_SQS_SERVER:-awsim}"
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else
   cargo test --workspace --locked --no-fail-fast
+fi
+
+echo "== SQS adapter against moto"
+moto_env=(LIVEVOTE_TEST_SQS_ENDPOINT="${LIVEVOTE_TEST_MOTO_ENDPOINT:-http://127.0.0.1:4567}" LIVEVOTE_TEST_SQS_SERVER=moto)
+if command -v cargo-nextest >/dev/null 2>&1; then
+  # A filter on the whole workspace keeps the feature set, so nothing rebuilds.
+  env "${moto_env[@]}" cargo nextest run --workspace --locked --no-fail-fast -E 'package(livevote-sqs) & binary(queue)'
+else
+  env "${moto_env[@]}" cargo test --workspace --locked --no-fail-fast --test queue
 fi

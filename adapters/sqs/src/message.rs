@@ -1,0 +1,204 @@
+//! The queue message contract (DESIGN.md, version 1):
+//! `{"v":1,"votes":[{"voteId","electionId","candidateId","voterId","acceptedAt","correlationId"}]}`.
+//! Decoding goes through the domain constructors, so a message that decodes
+//! holds only valid ids; anything else is poison, never a guess.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use livevote_domain::{AcceptedVote, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId};
+use livevote_ports::PoisonReason;
+use serde::{Deserialize, Serialize};
+
+/// The message format version this build writes and reads.
+pub const SCHEMA_VERSION: u64 = 1;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutVote<'a> {
+    vote_id: String,
+    election_id: String,
+    candidate_id: String,
+    voter_id: &'a str,
+    accepted_at: String,
+    correlation_id: &'a str,
+}
+
+/// Only the version, read first: a message of an unknown version must be
+/// reported as such even if the rest would not parse.
+#[derive(Deserialize)]
+struct Version {
+    v: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InMessage {
+    #[allow(dead_code)]
+    v: u64,
+    votes: Vec<InVote>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InVote {
+    vote_id: String,
+    election_id: String,
+    candidate_id: String,
+    voter_id: String,
+    accepted_at: String,
+    correlation_id: String,
+}
+
+/// Bytes of a message body around its votes: `{"v":1,"votes":[` and `]}`.
+pub const ENVELOPE_BYTES: usize = r#"{"v":1,"votes":[]}"#.len();
+
+/// The JSON of one vote inside a message.
+pub fn encode_vote(r: &VoteRecord) -> String {
+    let vote = OutVote {
+        vote_id: r.vote.vote_id.to_string(),
+        election_id: r.vote.election_id.to_string(),
+        candidate_id: r.vote.candidate_id.to_string(),
+        voter_id: r.vote.voter_id.as_str(),
+        accepted_at: r.vote.accepted_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        correlation_id: r.correlation_id.as_str(),
+    };
+    let json = serde_json::to_string(&vote).expect("a vote always serialises");
+    escape_for_sqs(json)
+}
+
+/// SQS refuses a message body containing characters outside #x9, #xA, #xD,
+/// #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF. serde_json escapes the
+/// control characters but not U+FFFE and U+FFFF, which a voter id may hold:
+/// without this, one hostile voter id would make SQS refuse a whole message
+/// and fail every vote packed with it.
+fn escape_for_sqs(json: String) -> String {
+    if !json.contains(['\u{fffe}', '\u{ffff}']) {
+        return json;
+    }
+    json.replace('\u{fffe}', "\\ufffe").replace('\u{ffff}', "\\uffff")
+}
+
+/// A message body from votes encoded by [`encode_vote`].
+pub fn assemble(votes: &[String]) -> String {
+    format!("{{\"v\":{SCHEMA_VERSION},\"votes\":[{}]}}", votes.join(","))
+}
+
+/// The JSON body of one message carrying `votes`.
+pub fn encode(votes: &[VoteRecord]) -> String {
+    let parts: Vec<String> = votes.iter().map(encode_vote).collect();
+    assemble(&parts)
+}
+
+/// The votes of a message body, or why it is poison.
+pub fn decode(body: &str) -> Result<Vec<VoteRecord>, PoisonReason> {
+    let undecodable = |why: String| PoisonReason::Undecodable(why);
+    let version: Version = serde_json::from_str(body).map_err(|e| undecodable(format!("no version: {e}")))?;
+    if version.v != SCHEMA_VERSION {
+        return Err(PoisonReason::UnknownVersion(version.v));
+    }
+    let message: InMessage = serde_json::from_str(body).map_err(|e| undecodable(e.to_string()))?;
+    if message.votes.is_empty() {
+        return Err(undecodable("a message with no votes".into()));
+    }
+    message
+        .votes
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let field = |name: &str, e: &dyn std::fmt::Display| undecodable(format!("vote {i}: {name}: {e}"));
+            Ok(VoteRecord {
+                vote: AcceptedVote {
+                    vote_id: VoteId::parse(&v.vote_id).map_err(|e| field("voteId", &e))?,
+                    election_id: ElectionId::parse(&v.election_id).map_err(|e| field("electionId", &e))?,
+                    candidate_id: CandidateId::parse(&v.candidate_id)
+                        .map_err(|e| field("candidateId", &e))?,
+                    voter_id: VoterId::parse(v.voter_id).map_err(|e| field("voterId", &e))?,
+                    accepted_at: DateTime::parse_from_rfc3339(&v.accepted_at)
+                        .map_err(|e| field("acceptedAt", &e))?
+                        .with_timezone(&Utc),
+                },
+                correlation_id: CorrelationId::parse(v.correlation_id)
+                    .map_err(|e| field("correlationId", &e))?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+    use livevote_domain::{Election, ElectionId};
+    use livevote_memory::fixtures::{new_election, record};
+
+    fn election() -> Election {
+        let now = Utc::now();
+        Election::create(
+            ElectionId::generate(),
+            new_election("Final", &["A", "B"], now, now + Duration::hours(1)),
+            now,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn votes_round_trip_exactly_including_nanoseconds_and_odd_voter_ids() {
+        let e = election();
+        let votes = vec![
+            record(&e, "auth0|abc", 0, Utc::now()),
+            record(&e, "google-oauth2|\"quoted\" ünïcode", 1, Utc::now()),
+        ];
+        assert_eq!(decode(&encode(&votes)).unwrap(), votes);
+    }
+
+    #[test]
+    fn characters_sqs_refuses_are_escaped_and_still_decode() {
+        let e = election();
+        let votes = vec![record(&e, "odd\u{fffe}voter\u{ffff}", 0, Utc::now())];
+        let body = encode(&votes);
+        assert!(!body.contains(['\u{fffe}', '\u{ffff}']), "{body:?}");
+        assert_eq!(decode(&body).unwrap(), votes);
+    }
+
+    #[test]
+    fn the_wire_format_is_the_contract() {
+        let e = election();
+        let votes = vec![record(&e, "v", 0, Utc::now())];
+        let json: serde_json::Value = serde_json::from_str(&encode(&votes)).unwrap();
+        assert_eq!(json["v"], 1);
+        let vote = &json["votes"][0];
+        for key in [
+            "voteId",
+            "electionId",
+            "candidateId",
+            "voterId",
+            "acceptedAt",
+            "correlationId",
+        ] {
+            assert!(vote[key].is_string(), "{key} missing in {vote}");
+        }
+        assert_eq!(vote.as_object().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn anything_else_is_poison_with_a_reason() {
+        let e = election();
+        let good = encode(&[record(&e, "v", 0, Utc::now())]);
+        assert_eq!(
+            decode(&good.replacen("\"v\":1", "\"v\":2", 1)),
+            Err(PoisonReason::UnknownVersion(2))
+        );
+        for bad in [
+            "not json".to_owned(),
+            "{}".to_owned(),
+            r#"{"v":1,"votes":[]}"#.to_owned(),
+            good.replacen("\"voteId\":\"", "\"voteId\":\"x", 1),
+            good.replacen("\"voterId\":\"v\"", "\"voterId\":\"\"", 1),
+            good.replacen("\"correlationId\"", "\"extra\":1,\"correlationId\"", 1),
+        ] {
+            assert!(
+                matches!(decode(&bad), Err(PoisonReason::Undecodable(_))),
+                "{bad} should be undecodable"
+            );
+        }
+    }
+}
