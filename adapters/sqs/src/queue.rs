@@ -41,6 +41,10 @@ pub struct SqsConfig {
     /// First retry delay; doubled per attempt, with full jitter.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// A native dead-letter move task that moves nothing for this long is
+    /// cancelled and the replay continues by receive, send, delete (some
+    /// SQS-compatible servers accept the task and never run it).
+    pub move_task_stall: Duration,
 }
 
 impl SqsConfig {
@@ -53,6 +57,7 @@ impl SqsConfig {
             max_attempts: 5,
             base_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(1),
+            move_task_stall: Duration::from_secs(15),
         }
     }
 }
@@ -381,21 +386,140 @@ impl SqsQueue {
         ))
     }
 
-    /// Moves every message of the dead-letter queue back to the main queue
-    /// (receive -> send -> delete; a message is deleted from the dead-letter
-    /// queue only after the main queue acknowledged its copy), calling
-    /// `progress` after every batch. Portable across SQS-compatible servers;
-    /// a message whose send fails stays in the dead-letter queue.
+    /// Moves every message of the dead-letter queue back to the main queue,
+    /// calling `progress` as it goes. Uses the server's native move task
+    /// (`StartMessageMoveTask`, polled with `ListMessageMoveTasks`) where the
+    /// server has one, otherwise receive -> send -> delete, where a message
+    /// is deleted from the dead-letter queue only after the main queue
+    /// acknowledged its copy (a message whose send fails stays behind).
     ///
     /// # Errors
-    /// [`QueueError`] when the dead-letter queue cannot be read or a
-    /// delete fails; what was moved until then stays moved.
+    /// [`QueueError`] when the queues cannot be read, a delete fails or the
+    /// native task fails; what was moved until then stays moved.
     pub async fn replay_dead_letters(
         &self,
         mut progress: impl FnMut(ReplayProgress) + Send,
     ) -> Result<ReplayProgress, QueueError> {
+        let dlq_arn = self.queue_arn(&self.config.dead_letter_queue_url).await?;
+        let main_arn = self.queue_arn(&self.config.queue_url).await?;
+        let started = self
+            .client
+            .start_message_move_task()
+            .source_arn(&dlq_arn)
+            .destination_arn(&main_arn)
+            .send()
+            .await;
+        let handle = match started {
+            Ok(started) => started.task_handle.unwrap_or_default(),
+            Err(e) => {
+                // A server without move tasks refuses the call: the copy is always correct.
+                tracing::info!(
+                    error = %queue_error(e),
+                    "no native message move here; replaying by receive, send, delete"
+                );
+                return self
+                    .replay_by_copy(&mut progress, ReplayProgress::default())
+                    .await;
+            }
+        };
+        let moved = self.follow_move_task(&dlq_arn, &handle, &mut progress).await?;
+        if self.stats().await?.dead_letter_messages == 0 {
+            return Ok(moved);
+        }
+        // The task stalled (or ended with messages left): copy the rest.
+        self.replay_by_copy(&mut progress, moved).await
+    }
+
+    async fn queue_arn(&self, queue_url: &str) -> Result<String, QueueError> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(queue_error)?
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .ok_or_else(|| QueueError::Unknown(format!("queue {queue_url} has no ARN")))
+    }
+
+    /// Follows a native move task until it completes, fails, or stalls
+    /// (no message moved for `move_task_stall`, when it is cancelled).
+    /// Returns what it moved.
+    async fn follow_move_task(
+        &self,
+        dlq_arn: &str,
+        handle: &str,
+        progress: &mut (impl FnMut(ReplayProgress) + Send),
+    ) -> Result<ReplayProgress, QueueError> {
+        let mut last_moved = 0;
+        let mut last_change = tokio::time::Instant::now();
+        loop {
+            let tasks = self
+                .client
+                .list_message_move_tasks()
+                .source_arn(dlq_arn)
+                .max_results(10)
+                .send()
+                .await
+                .map_err(queue_error)?;
+            let task = tasks
+                .results()
+                .iter()
+                .find(|t| handle.is_empty() || t.task_handle().is_none_or(|h| h == handle))
+                .ok_or_else(|| QueueError::Unknown(format!("move task {handle} not listed")))?;
+            let done = ReplayProgress {
+                moved: u64::try_from(task.approximate_number_of_messages_moved()).unwrap_or(0),
+                failed: 0,
+            };
+            if done.moved != last_moved {
+                last_moved = done.moved;
+                last_change = tokio::time::Instant::now();
+                progress(done);
+            }
+            match task.status().unwrap_or("") {
+                "COMPLETED" => {
+                    progress(done);
+                    return Ok(done);
+                }
+                "FAILED" | "CANCELLED" => {
+                    tracing::warn!(
+                        status = task.status().unwrap_or(""),
+                        reason = task.failure_reason().unwrap_or("no reason given"),
+                        "native move task ended early"
+                    );
+                    return Ok(done);
+                }
+                _ if last_change.elapsed() >= self.config.move_task_stall => {
+                    tracing::warn!(
+                        moved = done.moved,
+                        stall_s = self.config.move_task_stall.as_secs(),
+                        "native move task makes no progress; cancelling it"
+                    );
+                    if !handle.is_empty()
+                        && let Err(e) = self
+                            .client
+                            .cancel_message_move_task()
+                            .task_handle(handle)
+                            .send()
+                            .await
+                    {
+                        tracing::warn!(error = %queue_error(e), "could not cancel the move task");
+                    }
+                    return Ok(done);
+                }
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+    }
+
+    async fn replay_by_copy(
+        &self,
+        progress: &mut (impl FnMut(ReplayProgress) + Send),
+        already: ReplayProgress,
+    ) -> Result<ReplayProgress, QueueError> {
         let dlq = self.config.dead_letter_queue_url.clone();
-        let mut done = ReplayProgress::default();
+        let mut done = already;
         loop {
             let batch = self
                 .receive_from(&dlq, MAX_BATCH_ENTRIES, Duration::ZERO, Some(60))

@@ -35,6 +35,11 @@ async fn queue(settings: QueueSettings) -> SqsQueue {
             endpoint()
         )
     });
+    // Some local servers accept a native move task and never run it: give up on it quickly here.
+    let config = livevote_sqs::SqsConfig {
+        move_task_stall: Duration::from_secs(2),
+        ..config
+    };
     SqsQueue::new(client, config)
 }
 
