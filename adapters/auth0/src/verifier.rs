@@ -1,0 +1,288 @@
+//! The JWKS-backed token verifier (see the crate docs for the rules it enforces).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use livevote_domain::VoterId;
+use livevote_ports::{Permission, Principal, TokenError, TokenVerifier};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+/// Where the keys come from and what a token must say.
+#[derive(Debug, Clone)]
+pub struct JwksConfig {
+    /// The JWKS document, e.g. `https://<tenant>.auth0.com/.well-known/jwks.json`.
+    pub jwks_url: String,
+    /// The expected `iss`, e.g. `https://<tenant>.auth0.com/` (Auth0 keeps the trailing slash).
+    pub issuer: String,
+    /// The expected `aud` (the API identifier).
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`; capped at 30 s.
+    pub leeway: Duration,
+    /// Least time between two fetches caused by unknown key ids, so a flood
+    /// of tokens with made-up `kid`s cannot hammer the identity provider.
+    pub refetch_interval: Duration,
+    /// Timeout of one JWKS fetch.
+    pub fetch_timeout: Duration,
+}
+
+impl JwksConfig {
+    pub fn new(jwks_url: impl Into<String>, issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            jwks_url: jwks_url.into(),
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway: Duration::from_secs(10),
+            refetch_interval: Duration::from_secs(5),
+            fetch_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Largest leeway accepted, whatever the configuration says.
+const MAX_LEEWAY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    permissions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct JwksDocument {
+    keys: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Default)]
+struct FetchState {
+    last_attempt: Option<Instant>,
+    last_error: Option<String>,
+}
+
+struct Inner {
+    config: JwksConfig,
+    http: reqwest::Client,
+    validation: Validation,
+    keys: RwLock<Arc<HashMap<String, DecodingKey>>>,
+    /// Held by the one task fetching: single flight.
+    fetch: tokio::sync::Mutex<FetchState>,
+}
+
+/// Verifies RS256 bearer tokens against the keys of a JWKS URL. Cheap to clone.
+#[derive(Clone)]
+pub struct JwksVerifier {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for JwksVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwksVerifier")
+            .field("jwks_url", &self.inner.config.jwks_url)
+            .field("keys", &self.key_count())
+            .finish()
+    }
+}
+
+impl JwksVerifier {
+    /// A verifier with no keys yet; call [`JwksVerifier::refresh`] at start-up
+    /// (a token arriving first triggers the fetch itself).
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built (TLS set-up).
+    pub fn new(config: JwksConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.fetch_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[config.issuer.as_str()]);
+        validation.set_audience(&[config.audience.as_str()]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = config.leeway.min(MAX_LEEWAY).as_secs();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                http,
+                validation,
+                keys: RwLock::default(),
+                fetch: tokio::sync::Mutex::default(),
+            }),
+        })
+    }
+
+    /// Number of usable keys held; readiness wants at least one.
+    pub fn key_count(&self) -> usize {
+        self.inner.keys.read().expect("jwks lock").len()
+    }
+
+    /// Fetches the JWKS now and replaces the cached keys with the usable
+    /// ones found. On failure, or when the document has no usable key, the
+    /// cached keys stay as they were. Returns the number of keys held.
+    ///
+    /// # Errors
+    /// Why the fetch failed, as text for logs and readiness.
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let mut state = self.inner.fetch.lock().await;
+        self.fetch_locked(&mut state).await
+    }
+
+    /// Refreshes the keys every `every` in the background (keys rotate at
+    /// the provider); failures are logged and the cached keys kept.
+    pub fn spawn_refresh(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(error) = this.refresh().await {
+                    tracing::warn!(%error, "JWKS refresh failed; keeping the cached keys");
+                }
+            }
+        })
+    }
+
+    async fn fetch_locked(&self, state: &mut FetchState) -> Result<usize, String> {
+        state.last_attempt = Some(Instant::now());
+        match self.fetch_keys().await {
+            Ok(keys) if keys.is_empty() => {
+                let error = "the JWKS document has no usable RS256 signing key".to_string();
+                state.last_error = Some(error.clone());
+                Err(error)
+            }
+            Ok(keys) => {
+                let n = keys.len();
+                *self.inner.keys.write().expect("jwks lock") = Arc::new(keys);
+                state.last_error = None;
+                tracing::debug!(keys = n, "JWKS loaded");
+                Ok(n)
+            }
+            Err(error) => {
+                state.last_error = Some(error.clone());
+                Err(error)
+            }
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<HashMap<String, DecodingKey>, String> {
+        let url = &self.inner.config.jwks_url;
+        let response = self
+            .inner
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("GET {url}: HTTP {}", response.status()));
+        }
+        let body = response.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+        let document: JwksDocument =
+            serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not a JWKS document: {e}"))?;
+        Ok(usable_keys(document))
+    }
+
+    fn cached(&self, kid: &str) -> Option<DecodingKey> {
+        self.inner.keys.read().expect("jwks lock").get(kid).cloned()
+    }
+
+    /// The key for `kid`, fetching the JWKS once if it is unknown and the
+    /// last fetch is old enough.
+    async fn key_for(&self, kid: &str) -> Result<DecodingKey, TokenError> {
+        if let Some(key) = self.cached(kid) {
+            return Ok(key);
+        }
+        let mut state = self.inner.fetch.lock().await;
+        // A fetch we waited for may have brought the key.
+        if let Some(key) = self.cached(kid) {
+            return Ok(key);
+        }
+        let recent = state
+            .last_attempt
+            .is_some_and(|t| t.elapsed() < self.inner.config.refetch_interval);
+        if !recent {
+            let _ = self.fetch_locked(&mut state).await;
+            if let Some(key) = self.cached(kid) {
+                return Ok(key);
+            }
+        }
+        if self.key_count() == 0 {
+            return Err(TokenError::KeysUnavailable(
+                state
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "no keys loaded yet".into()),
+            ));
+        }
+        Err(TokenError::Invalid(format!("unknown key id {kid:?}")))
+    }
+}
+
+/// The RSA signing keys of a JWKS document, by key id. Keys for another use
+/// or algorithm, and keys that do not parse, are skipped.
+fn usable_keys(document: JwksDocument) -> HashMap<String, DecodingKey> {
+    let mut keys = HashMap::new();
+    for value in document.keys {
+        let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
+            continue;
+        };
+        let Some(kid) = jwk.common.key_id.clone() else {
+            continue;
+        };
+        let signing = matches!(jwk.common.public_key_use, None | Some(PublicKeyUse::Signature));
+        let rs256 = matches!(jwk.common.key_algorithm, None | Some(KeyAlgorithm::RS256));
+        if !signing || !rs256 || !matches!(jwk.algorithm, AlgorithmParameters::RSA(_)) {
+            continue;
+        }
+        if let Ok(key) = DecodingKey::from_jwk(&jwk) {
+            keys.insert(kid, key);
+        }
+    }
+    keys
+}
+
+impl TokenVerifier for JwksVerifier {
+    async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| TokenError::Invalid(format!("malformed token: {e}")))?;
+        // The algorithm is ours to choose; the header only has to agree.
+        if header.alg != Algorithm::RS256 {
+            return Err(TokenError::Invalid(format!(
+                "algorithm {:?} not accepted",
+                header.alg
+            )));
+        }
+        if header.crit.is_some() {
+            return Err(TokenError::Invalid(
+                "critical header extensions not supported".into(),
+            ));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| TokenError::Invalid("token has no key id".into()))?;
+        let key = self.key_for(&kid).await?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation).map_err(|e| {
+                match e.kind() {
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid(e.to_string()),
+                }
+            })?;
+        let subject =
+            VoterId::parse(data.claims.sub).map_err(|e| TokenError::Invalid(format!("unusable sub: {e}")))?;
+        let permissions = data
+            .claims
+            .permissions
+            .iter()
+            .filter_map(|p| Permission::parse(p))
+            .collect();
+        Ok(Principal { subject, permissions })
+    }
+}
