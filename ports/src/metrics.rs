@@ -18,6 +18,12 @@ pub enum RejectReason {
     Duplicate,
     Overloaded,
     Unavailable,
+    /// Over a per-viewer or per-address rate limit.
+    RateLimited,
+    /// No usable bearer token.
+    Unauthorized,
+    /// A malformed request (body, headers, media type, size).
+    InvalidRequest,
 }
 
 impl RejectReason {
@@ -32,6 +38,9 @@ impl RejectReason {
             RejectReason::Duplicate => "duplicate",
             RejectReason::Overloaded => "overloaded",
             RejectReason::Unavailable => "unavailable",
+            RejectReason::RateLimited => "rate_limited",
+            RejectReason::Unauthorized => "unauthorized",
+            RejectReason::InvalidRequest => "invalid_request",
         }
     }
 }
@@ -64,6 +73,13 @@ pub enum MetricEvent {
     Redeliveries { count: u64 },
     /// Messages found poisonous and left for the dead-letter queue.
     PoisonMessages { count: u64 },
+    /// One HTTP request answered. `route` comes from a fixed set, so the
+    /// label stays bounded.
+    HttpRequest {
+        route: &'static str,
+        status: u16,
+        latency: Duration,
+    },
     /// One persisted batch.
     PersistBatch {
         votes: usize,

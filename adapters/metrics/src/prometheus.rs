@@ -60,8 +60,12 @@ impl PrometheusMetrics {
     }
 
     fn seconds(&self, name: &'static str, d: std::time::Duration) {
+        self.labelled_seconds(name, vec![], d);
+    }
+
+    fn labelled_seconds(&self, name: &'static str, labels: Vec<Label>, d: std::time::Duration) {
         self.recorder
-            .register_histogram(&Key::from_name(name), &METADATA)
+            .register_histogram(&Key::from_parts(name, labels), &METADATA)
             .record(d.as_secs_f64());
     }
 }
@@ -107,6 +111,25 @@ impl Metrics for PrometheusMetrics {
             MetricEvent::Redeliveries { count } => self.count("livevote_redeliveries_total", vec![], count),
             MetricEvent::PoisonMessages { count } => {
                 self.count("livevote_poison_messages_total", vec![], count)
+            }
+            MetricEvent::HttpRequest {
+                route,
+                status,
+                latency,
+            } => {
+                self.count(
+                    "livevote_http_requests_total",
+                    vec![
+                        Label::new("route", route),
+                        Label::new("status", status.to_string()),
+                    ],
+                    1,
+                );
+                self.labelled_seconds(
+                    "livevote_http_request_duration_seconds",
+                    vec![Label::new("route", route)],
+                    latency,
+                );
             }
             MetricEvent::PersistBatch {
                 votes,
@@ -156,7 +179,28 @@ mod tests {
             failed: 1,
             latency: Duration::from_millis(3),
         });
+        m.record(MetricEvent::HttpRequest {
+            route: "cast_vote",
+            status: 202,
+            latency: Duration::from_millis(4),
+        });
         let text = m.render();
+        assert_eq!(
+            value(
+                &text,
+                "livevote_http_requests_total{route=\"cast_vote\",status=\"202\"}"
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            value(
+                &text,
+                "livevote_http_request_duration_seconds_count{route=\"cast_vote\"}"
+            ),
+            Some(1.0),
+            "{text}"
+        );
         assert_eq!(
             value(
                 &text,

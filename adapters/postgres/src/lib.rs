@@ -25,6 +25,23 @@ pub use migrate::{MIGRATIONS, Migration, migrate};
 pub use scratch::{scratch_database, test_server_url};
 pub use store::{PgVoteStore, StoreConfig};
 
+/// A pool for `url` that connects on first use (a service starts while the
+/// database is still coming up, and readiness reports it), with a short
+/// acquire timeout so a database outage is an error, not a hang.
+///
+/// # Errors
+/// When `url` is not a valid PostgreSQL URL.
+pub fn connect_lazy(url: &str, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
+    use anyhow::Context;
+    let options: sqlx::postgres::PgConnectOptions = url
+        .parse()
+        .with_context(|| "not a PostgreSQL URL (postgres://user@host:port/database)".to_string())?;
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(std::time::Duration::from_secs(3))
+        .connect_lazy_with(options))
+}
+
 /// Whether an sqlx error means the database could not be reached (as
 /// opposed to a statement it refused).
 pub(crate) fn is_unavailable(e: &sqlx::Error) -> bool {

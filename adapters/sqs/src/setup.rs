@@ -118,3 +118,26 @@ pub async fn create_queues(
         .with_context(|| format!("queue {name} has no URL"))?;
     Ok(SqsConfig::new(url, dlq_url))
 }
+
+/// The adapter config for the existing queue `name` and its dead-letter
+/// queue `<name>-dlq` (as terraform or [`create_queues`] made them).
+///
+/// # Errors
+/// When either queue does not exist or the server cannot be reached.
+pub async fn find_queues(client: &Client, name: &str) -> anyhow::Result<SqsConfig> {
+    use anyhow::Context;
+    let url_of = |queue: String| async move {
+        client
+            .get_queue_url()
+            .queue_name(&queue)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))
+            .with_context(|| format!("looking up queue {queue}"))?
+            .queue_url
+            .with_context(|| format!("queue {queue} has no URL"))
+    };
+    let url = url_of(name.to_owned()).await?;
+    let dlq = url_of(format!("{name}-dlq")).await?;
+    Ok(SqsConfig::new(url, dlq))
+}

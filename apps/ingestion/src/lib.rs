@@ -5,10 +5,19 @@
 //! check, the dedup claim, hand-off to the micro-batching [`VoteBatcher`], then
 //! confirm (or release on failure). A vote is answered as accepted only after
 //! the queue acknowledged it.
+//!
+//! [`http`] is the HTTP edge (routes, errors, limits, OpenAPI), [`app`] wires
+//! configuration and adapters into a running service, and `main.rs` is the
+//! `livevote-ingestion` binary.
 
+pub mod app;
 pub mod cache;
+pub mod config;
+pub mod http;
 pub mod publisher;
+pub mod ratelimit;
 pub mod service;
+pub mod telemetry;
 
 pub use cache::{CacheConfig, ElectionCache};
 pub use publisher::{PublishError, PublisherConfig, VoteBatcher};

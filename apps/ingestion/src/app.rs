@@ -1,0 +1,294 @@
+//! Wiring: configuration -> adapters -> cast-vote service -> HTTP router,
+//! and the orderly shutdown of all of it.
+//!
+//! Shutdown order (each step waits for the one before):
+//! 1. readiness turns 503 (`draining`) and the listener stops accepting;
+//! 2. requests in flight finish (bounded by the grace period), idle
+//!    keep-alive connections close;
+//! 3. with the last handle to the service gone, the publisher sends what is
+//!    still buffered and answers its waiters;
+//! 4. background tasks stop, CloudWatch is flushed one last time, Redis closes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context;
+use livevote_auth0::{JwksConfig, JwksVerifier};
+use livevote_memory::SystemClock;
+use livevote_metrics::{CloudWatchConfig, CloudWatchMetrics, FlushTask, PrometheusMetrics, Telemetry};
+use livevote_ports::QueueInspector;
+use livevote_postgres::PgElections;
+use livevote_redis::{RedisConfig, RedisElectionCache, RedisStore};
+use livevote_sqs::SqsQueue;
+use livevote_turnstile::{ConfiguredHumanCheck, NoHumanCheck, TurnstileConfig, TurnstileVerifier};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::cache::{CacheConfig, ElectionCache};
+use crate::config::Config;
+use crate::http::server::{ServeConfig, serve};
+use crate::http::{AppState, BoxFuture, ReadinessCheck, router};
+use crate::publisher::{PublisherConfig, VoteBatcher};
+use crate::ratelimit::RateLimits;
+use crate::service::{CastConfig, CastVoteService};
+
+/// A built ingestion service, listening, not yet serving.
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    serve: ServeConfig,
+    draining: Arc<AtomicBool>,
+    publisher: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+    cloudwatch: Option<FlushTask>,
+    redis: RedisStore,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("addr", &self.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+struct RedisReady(RedisStore);
+impl ReadinessCheck for RedisReady {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.ping().await.map_err(|e| e.to_string()) })
+    }
+}
+
+struct QueueReady(SqsQueue);
+impl ReadinessCheck for QueueReady {
+    fn name(&self) -> &'static str {
+        "queue"
+    }
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move { self.0.stats().await.map(|_| ()).map_err(|e| e.to_string()) })
+    }
+}
+
+struct JwksReady(JwksVerifier);
+impl ReadinessCheck for JwksReady {
+    fn name(&self) -> &'static str {
+        "jwks"
+    }
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if self.0.key_count() > 0 {
+                return Ok(());
+            }
+            self.0.refresh().await.map(|_| ())
+        })
+    }
+}
+
+impl App {
+    /// Connects the adapters and binds the listener.
+    ///
+    /// # Errors
+    /// When a dependency cannot be set up (Redis unreachable, the queue
+    /// unknown, the address taken); the message names what to fix.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let pool = livevote_postgres::connect_lazy(&config.database_url, config.database_pool)
+            .context("LIVEVOTE_DATABASE_URL")?;
+        let redis = RedisStore::connect(RedisConfig {
+            url: config.redis_url.clone(),
+            pool_size: config.redis_pool,
+            key_prefix: config.redis_prefix.clone(),
+            ..RedisConfig::default()
+        })
+        .await
+        .with_context(|| format!("Redis at {} (LIVEVOTE_REDIS_URL)", config.redis_url))?;
+
+        let sqs = livevote_sqs::client(config.sqs_endpoint.as_deref()).await;
+        let queues = livevote_sqs::find_queues(&sqs, &config.queue_name)
+            .await
+            .with_context(|| {
+                format!(
+                    "queue {} (LIVEVOTE_QUEUE_NAME) at {} (LIVEVOTE_SQS_ENDPOINT)",
+                    config.queue_name,
+                    config.sqs_endpoint.as_deref().unwrap_or("AWS")
+                )
+            })?;
+        let queue = SqsQueue::new(sqs, queues);
+
+        let prometheus = PrometheusMetrics::new();
+        let (cloudwatch, flusher) = match &config.cloudwatch_namespace {
+            Some(namespace) => {
+                let client =
+                    livevote_metrics::cloudwatch::client(config.cloudwatch_endpoint.as_deref()).await;
+                let cw = CloudWatchMetrics::new(
+                    client,
+                    CloudWatchConfig {
+                        namespace: namespace.clone(),
+                        ..CloudWatchConfig::default()
+                    },
+                );
+                let task = cw.start();
+                (Some(cw), Some(task))
+            }
+            None => (None, None),
+        };
+        let telemetry = Telemetry {
+            prometheus: prometheus.clone(),
+            cloudwatch,
+        };
+
+        let tokens = JwksVerifier::new(JwksConfig {
+            leeway: config.jwt_leeway,
+            ..JwksConfig::new(&config.jwks_url, &config.jwt_issuer, &config.jwt_audience)
+        })
+        .context("building the JWKS client")?;
+        if let Err(error) = tokens.refresh().await {
+            // Not fatal: readiness says so, and the first token retries the fetch.
+            tracing::warn!(%error, "JWKS not loaded yet (LIVEVOTE_JWKS_URL)");
+        }
+
+        let human = match &config.turnstile_secret {
+            Some(secret) if !secret.0.is_empty() => ConfiguredHumanCheck::Turnstile(
+                TurnstileVerifier::new(TurnstileConfig {
+                    siteverify_url: config.turnstile_url.clone(),
+                    secret: secret.0.clone(),
+                    timeout: config.turnstile_timeout,
+                })
+                .context("building the Turnstile client")?,
+            ),
+            _ => ConfiguredHumanCheck::None(NoHumanCheck),
+        };
+
+        let cache = Arc::new(ElectionCache::new(
+            RedisElectionCache::new(redis.clone(), PgElections::new(pool)),
+            CacheConfig {
+                max_age: config.election_cache_max_age,
+                ..CacheConfig::default()
+            },
+        ));
+        let (batcher, publisher) = VoteBatcher::start(
+            queue.clone(),
+            PublisherConfig {
+                buffer: config.publish_buffer,
+                max_batch: config.publish_max_batch,
+                linger: config.publish_linger,
+                max_in_flight: config.publish_in_flight,
+            },
+            telemetry.clone(),
+        );
+        let cast = CastVoteService::new(
+            cache.clone(),
+            redis.clone(),
+            batcher,
+            human,
+            SystemClock,
+            telemetry.clone(),
+            CastConfig::default(),
+        );
+
+        let limits = Arc::new(RateLimits::new(config.rate_limits()));
+        let mut background = vec![limits.spawn_housekeeping(Duration::from_secs(1))];
+        background.push(tokens.spawn_refresh(config.jwks_refresh));
+        background.push({
+            let feed = redis.clone();
+            tokio::spawn(async move { cache.follow(&feed, std::future::pending()).await })
+        });
+
+        let draining = Arc::new(AtomicBool::new(false));
+        let state = AppState {
+            voting: Arc::new(cast),
+            tokens: Arc::new(tokens.clone()),
+            limits,
+            metrics: Arc::new(telemetry),
+            render_metrics: Arc::new(move || prometheus.render()),
+            readiness: vec![
+                Arc::new(RedisReady(redis.clone())),
+                Arc::new(QueueReady(queue)),
+                Arc::new(JwksReady(tokens)),
+            ],
+            draining: draining.clone(),
+            trusted_proxies: config.trusted_proxies,
+            request_timeout: config.request_timeout,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {} (LIVEVOTE_INGESTION_LISTEN)", config.listen))?;
+        Ok(Self {
+            listener,
+            router: router(state),
+            serve: ServeConfig {
+                header_read_timeout: config.header_timeout,
+                shutdown_grace: config.shutdown_grace,
+                ..ServeConfig::default()
+            },
+            draining,
+            publisher,
+            background,
+            cloudwatch: flusher,
+            redis,
+        })
+    }
+
+    /// The address the service listens on (the port, when configured as 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down in order (see the module docs).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let draining = self.draining.clone();
+        let signal = async move {
+            shutdown.await;
+            draining.store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
+        };
+        serve(self.listener, self.router, self.serve, signal).await;
+        match tokio::time::timeout(self.serve.shutdown_grace, self.publisher).await {
+            Ok(_) => tracing::info!("publish buffer drained"),
+            Err(_) => tracing::error!("publish buffer not drained within the grace period"),
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        if let Some(flusher) = self.cloudwatch {
+            flusher.shutdown().await;
+        }
+        self.redis.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

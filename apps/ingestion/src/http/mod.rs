@@ -1,0 +1,256 @@
+//! The HTTP edge of ingestion: routes, request ids, timeouts, errors,
+//! health, metrics and the OpenAPI document generated from the mounted routes.
+//!
+//! Handlers see the cast-vote use case and the token verifier through two
+//! small object-safe traits ([`Voting`], [`Tokens`]): the adapters behind
+//! them are chosen at start-up (real servers, or the in-memory ones of the
+//! embedded mode and the handler tests), and utoipa's route collection needs
+//! handlers that are not generic. One boxed future per request is noise next
+//! to the network hops of a vote.
+
+pub mod client_ip;
+pub mod context;
+pub mod error;
+mod health;
+pub mod server;
+pub mod votes;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use livevote_domain::{ElectionId, VoterId};
+use livevote_ports::{
+    Clock, ElectionCatalog, HumanCheck, MetricEvent, Metrics, Principal, TokenError, TokenVerifier, VoteDedup,
+};
+use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::ratelimit::RateLimits;
+use crate::service::{CastReceipt, CastVote, CastVoteError, CastVoteService, MyVote};
+use context::{REQUEST_ID, RequestId};
+use error::{ApiError, ErrorCause};
+
+pub use health::{Check, ReadinessCheck};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The cast-vote use case as the handlers see it.
+pub trait Voting: Send + Sync + 'static {
+    fn cast(&self, cmd: CastVote) -> BoxFuture<'_, Result<CastReceipt, CastVoteError>>;
+    fn my_vote(
+        &self,
+        election: ElectionId,
+        voter: VoterId,
+    ) -> BoxFuture<'_, Result<Option<MyVote>, CastVoteError>>;
+}
+
+impl<C, D, H, K, M> Voting for CastVoteService<C, D, H, K, M>
+where
+    C: ElectionCatalog,
+    D: VoteDedup + Clone,
+    H: HumanCheck,
+    K: Clock,
+    M: Metrics + Clone,
+{
+    fn cast(&self, cmd: CastVote) -> BoxFuture<'_, Result<CastReceipt, CastVoteError>> {
+        Box::pin(CastVoteService::cast(self, cmd))
+    }
+
+    fn my_vote(
+        &self,
+        election: ElectionId,
+        voter: VoterId,
+    ) -> BoxFuture<'_, Result<Option<MyVote>, CastVoteError>> {
+        Box::pin(async move { CastVoteService::my_vote(self, election, &voter).await })
+    }
+}
+
+/// Token verification as the handlers see it.
+pub trait Tokens: Send + Sync + 'static {
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Principal, TokenError>>;
+}
+
+impl<T: TokenVerifier> Tokens for T {
+    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Principal, TokenError>> {
+        Box::pin(TokenVerifier::verify(self, token))
+    }
+}
+
+/// Everything the handlers use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub voting: Arc<dyn Voting>,
+    pub tokens: Arc<dyn Tokens>,
+    pub limits: Arc<RateLimits>,
+    pub metrics: Arc<dyn Metrics>,
+    /// Renders `/metrics` (Prometheus text format).
+    pub render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+    /// Set when shutdown begins: readiness answers 503 so load balancers drain us.
+    pub draining: Arc<AtomicBool>,
+    /// Proxies in front of us whose `X-Forwarded-For` entries we believe.
+    pub trusted_proxies: usize,
+    /// Longest a request may take before it is answered 503.
+    pub request_timeout: Duration,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("request_timeout", &self.request_timeout)
+            .field("draining", &self.draining.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The OpenAPI document's frame; paths come from the mounted routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "livevote vote service",
+        description = "Accepts votes of authenticated viewers while a show is on air. A 202 means the vote \
+                       is durable (the queue acknowledged it); every error is {code, message, traceId}.",
+        version = "1.0.0"
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "votes", description = "casting votes"), (name = "health", description = "probes"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT (RS256, Auth0)")
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(votes::cast_vote))
+        .routes(routes!(votes::my_vote))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+}
+
+/// The OpenAPI document of the routes [`router`] mounts.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// The committed contract's text (`contracts/vote-service.yaml`).
+///
+/// # Errors
+/// When the document cannot be rendered as YAML.
+pub fn openapi_yaml() -> Result<String, String> {
+    openapi().to_yaml().map_err(|e| e.to_string())
+}
+
+/// Every route of the service, with its middleware.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api_routes().split_for_parts();
+    let doc = Arc::new(doc);
+    api.route("/metrics", get(render_metrics))
+        .route(
+            "/api-docs/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn render_metrics(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        (app.render_metrics)(),
+    )
+}
+
+/// The route label of a request, from a fixed set (bounded metric labels).
+fn route_label(method: &Method, path: Option<&str>) -> &'static str {
+    match (method, path) {
+        (&Method::POST, Some("/api/v1/votes")) => "cast_vote",
+        (&Method::GET, Some("/api/v1/votes/status/{electionId}/me")) => "my_vote",
+        (_, Some("/health/live" | "/health/ready")) => "health",
+        (_, Some("/metrics")) => "metrics",
+        (_, Some("/api-docs/openapi.json")) => "openapi",
+        _ => "other",
+    }
+}
+
+/// Request id, trace span, request timeout, latency metric, and the one
+/// log line of an unexpected failure.
+async fn observe(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = context::request_id(request.headers());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let route = route_label(
+        request.method(),
+        request.extensions().get::<MatchedPath>().map(MatchedPath::as_str),
+    );
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route);
+    let timeout = app.request_timeout;
+    let mut response = context::scope(id.clone(), async move {
+        match tokio::time::timeout(timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::Unavailable {
+                message: "the request took too long; retry shortly",
+                retry_after: Duration::from_secs(1),
+                cause: format!("request timed out after {} ms", timeout.as_millis()),
+            }
+            .into_response(),
+        }
+    })
+    .instrument(span.clone())
+    .await;
+    let status = response.status();
+    let _entered = span.enter();
+    if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
+        tracing::warn!(status = status.as_u16(), %cause, "request failed");
+    } else if status.is_server_error() {
+        tracing::error!(status = status.as_u16(), "request failed");
+    } else {
+        tracing::debug!(
+            status = status.as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
+    app.metrics.record(MetricEvent::HttpRequest {
+        route,
+        status: status.as_u16(),
+        latency: started.elapsed(),
+    });
+    if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}

@@ -1,0 +1,29 @@
+//! `livevote-ingestion`: telemetry -> config -> adapters -> service -> HTTP,
+//! until SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use livevote_ingestion::app::{App, shutdown_signal};
+use livevote_ingestion::config::Config;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(message) = config.validate() {
+        eprintln!("livevote-ingestion: {message}");
+        return ExitCode::from(2);
+    }
+    livevote_ingestion::telemetry::init(&config.log, &config.log_format);
+    let app = match App::build(&config).await {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "start-up failed");
+            eprintln!("livevote-ingestion: start-up failed: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %app.local_addr(), "livevote-ingestion listening");
+    app.run(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,419 @@
+//! Harness of the black-box tests: the real `livevote-ingestion` binary
+//! against PostgreSQL (a scratch database per test), Redis (a key prefix per
+//! test), the local SQS endpoint (queues per test), a JWKS served from the
+//! development key pair, and a fake Turnstile siteverify, all on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use chrono::{Duration as ChronoDuration, Utc};
+use livevote_auth0::{DevIssuer, DevTokenClaims};
+use livevote_domain::{Election, VoteRecord};
+use livevote_memory::fixtures::active_election;
+use livevote_ports::{DeliveryContent, VoteSource};
+use livevote_postgres::{PgElections, scratch_database, test_server_url};
+use livevote_redis::{RedisConfig, RedisStore};
+use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub const ISS: &str = "https://livevote-blackbox.test/";
+pub const AUD: &str = "https://api.livevote.test";
+
+pub fn sqs_endpoint() -> String {
+    std::env::var("LIVEVOTE_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+/// The `host:port` of the test Redis.
+pub fn redis_addr() -> SocketAddr {
+    let url = redis_url();
+    let rest = url.trim_start_matches("redis://");
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    host_port
+        .parse()
+        .expect("LIVEVOTE_TEST_REDIS_URL with a numeric host:port")
+}
+
+/// Replaces (or adds) one variable of an environment.
+pub fn set_env(env: &mut Vec<(String, String)>, key: &str, value: String) {
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_string(), value));
+}
+
+fn redis_url() -> String {
+    std::env::var("LIVEVOTE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// Starts an axum app on a free port of 127.0.0.1.
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// A TCP relay that can be cut: while down it refuses new connections and
+/// drops the ones open, as a dead server would.
+pub struct Relay {
+    pub addr: SocketAddr,
+    up: watch::Sender<bool>,
+}
+
+impl Relay {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (up, _) = watch::channel(true);
+        let up_tx = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                let mut state = up_tx.subscribe();
+                if !*state.borrow() {
+                    drop(inbound);
+                    continue;
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = state.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up }
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+/// The servers around one ingestion instance (or several sharing them).
+pub struct Stack {
+    pub database_url: String,
+    pub elections: PgElections,
+    pub redis: RedisStore,
+    pub redis_prefix: String,
+    pub queue: SqsQueue,
+    pub queue_name: String,
+    pub issuer: Arc<DevIssuer>,
+    pub jwks_addr: SocketAddr,
+    pub turnstile_addr: SocketAddr,
+    pub turnstile_up: Arc<AtomicBool>,
+}
+
+impl Stack {
+    pub async fn new() -> Self {
+        let pool = scratch_database(&test_server_url(), 4)
+            .await
+            .expect("a test database (scripts/test.sh starts PostgreSQL)");
+        let db = pool.connect_options().get_database().unwrap().to_owned();
+        let server = test_server_url();
+        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+        let database_url = format!("{base}/{db}");
+        let redis_prefix = format!("lvtest-{}", uuid::Uuid::new_v4().simple());
+        let redis = RedisStore::connect(RedisConfig {
+            url: redis_url(),
+            key_prefix: redis_prefix.clone(),
+            ..RedisConfig::default()
+        })
+        .await
+        .expect("Redis reachable (scripts/test.sh starts it)");
+        let client = local_client(&sqs_endpoint());
+        let queue_name = format!("lvtest-{}", uuid::Uuid::new_v4().simple());
+        let config = create_queues(&client, &queue_name, QueueSettings::default())
+            .await
+            .expect("the local SQS endpoint (scripts/services.sh sqs)");
+        let queue = SqsQueue::new(client, config);
+        let issuer = Arc::new(DevIssuer::builtin(ISS, AUD));
+        let jwks = issuer.jwks_json().to_string();
+        let jwks_addr = serve(axum::Router::new().route(
+            "/.well-known/jwks.json",
+            get(move || {
+                let jwks = jwks.clone();
+                async move { ([("content-type", "application/json")], jwks) }
+            }),
+        ))
+        .await;
+        let turnstile_up = Arc::new(AtomicBool::new(true));
+        let up = turnstile_up.clone();
+        let turnstile_addr = serve(axum::Router::new().route(
+            "/siteverify",
+            post(move |Json(body): Json<Value>| {
+                let up = up.clone();
+                async move {
+                    if !up.load(Ordering::SeqCst) {
+                        return (axum::http::StatusCode::BAD_GATEWAY, Json(json!({}))).into_response();
+                    }
+                    let human = body["secret"] == "bb-secret" && body["response"] == "human-token";
+                    (
+                        axum::http::StatusCode::OK,
+                        Json(if human {
+                            json!({"success": true})
+                        } else {
+                            json!({"success": false, "error-codes": ["invalid-input-response"]})
+                        }),
+                    )
+                        .into_response()
+                }
+            }),
+        ))
+        .await;
+        Self {
+            database_url,
+            elections: PgElections::new(pool),
+            redis,
+            redis_prefix,
+            queue,
+            queue_name,
+            issuer,
+            jwks_addr,
+            turnstile_addr,
+            turnstile_up,
+        }
+    }
+
+    /// An election open for the next hour, with three candidates.
+    pub async fn election(&self, captcha: bool) -> Election {
+        active_election(
+            &self.elections,
+            &["Ada", "Grace", "Linus"],
+            Utc::now(),
+            ChronoDuration::hours(1),
+            |e| {
+                e.captcha_required = captcha;
+            },
+        )
+        .await
+    }
+
+    pub fn token(&self, sub: &str) -> String {
+        self.issuer.token(&DevTokenClaims::viewer(sub))
+    }
+
+    /// The environment of an ingestion instance on this stack.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("LIVEVOTE_INGESTION_LISTEN", "127.0.0.1:0".to_string()),
+            ("LIVEVOTE_DATABASE_URL", self.database_url.clone()),
+            ("LIVEVOTE_REDIS_URL", redis_url()),
+            ("LIVEVOTE_REDIS_PREFIX", self.redis_prefix.clone()),
+            ("LIVEVOTE_SQS_ENDPOINT", sqs_endpoint()),
+            ("LIVEVOTE_QUEUE_NAME", self.queue_name.clone()),
+            (
+                "LIVEVOTE_JWKS_URL",
+                format!("http://{}/.well-known/jwks.json", self.jwks_addr),
+            ),
+            ("LIVEVOTE_JWT_ISSUER", ISS.to_string()),
+            ("LIVEVOTE_JWT_AUDIENCE", AUD.to_string()),
+            ("LIVEVOTE_TURNSTILE_SECRET", "bb-secret".to_string()),
+            (
+                "LIVEVOTE_TURNSTILE_URL",
+                format!("http://{}/siteverify", self.turnstile_addr),
+            ),
+            ("LIVEVOTE_RATE_VOTER_PER_SEC", "50".to_string()),
+            ("LIVEVOTE_RATE_VOTER_BURST", "100".to_string()),
+            ("LIVEVOTE_RATE_IP_PER_SEC", "0".to_string()),
+            ("LIVEVOTE_LOG", "info,livevote_ingestion=debug".to_string()),
+            ("AWS_ACCESS_KEY_ID", "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Every vote in the queue, received and acknowledged, until `want` arrived or 20 s passed.
+    pub async fn drain_queue(&self, want: usize) -> Vec<VoteRecord> {
+        self.drain_queue_within(want, Duration::from_secs(20)).await
+    }
+
+    /// Fails when any vote arrives in the queue within 2 s.
+    pub async fn assert_nothing_queued(&self, what: &str) {
+        let got = self.drain_queue_within(1, Duration::from_secs(2)).await;
+        assert!(got.is_empty(), "{what}: {got:?}");
+    }
+
+    /// As [`Stack::drain_queue`], waiting at most `limit`.
+    pub async fn drain_queue_within(&self, want: usize, limit: Duration) -> Vec<VoteRecord> {
+        let started = Instant::now();
+        let mut got = Vec::new();
+        while got.len() < want && started.elapsed() < limit {
+            let deliveries = self.queue.receive(10, Duration::from_secs(1)).await.unwrap();
+            let mut tags = Vec::new();
+            for d in deliveries {
+                if let DeliveryContent::Votes(v) = d.content {
+                    got.extend(v);
+                }
+                tags.push(d.tag);
+            }
+            if !tags.is_empty() {
+                self.queue.ack(&tags).await.unwrap();
+            }
+        }
+        got
+    }
+}
+
+/// A running `livevote-ingestion` process; killed on drop.
+pub struct Ingestion {
+    child: Child,
+    pub addr: SocketAddr,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Ingestion {
+    pub fn start(env: &[(String, String)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_livevote-ingestion"))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start livevote-ingestion");
+        let stdout = child.stdout.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "livevote-ingestion listening"
+                {
+                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr.parse().unwrap(),
+            Err(_) => {
+                let _ = child.kill();
+                panic!("livevote-ingestion did not start: {:#?}", logs.lock().unwrap());
+            }
+        };
+        Self { child, addr, logs }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Ingestion {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// POSTs a vote; returns status, headers and JSON body.
+pub async fn vote(
+    client: &reqwest::Client,
+    app: &Ingestion,
+    token: Option<&str>,
+    body: &Value,
+    extra: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = client.post(app.url("/api/v1/votes")).json(body);
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    for (k, v) in extra {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, body)
+}
+
+/// Sends every (token, body) at once, each on a task of its own; each task
+/// yields the status and JSON body.
+pub fn spawn_votes(
+    client: &reqwest::Client,
+    app: &Ingestion,
+    votes: Vec<(String, Value)>,
+) -> Vec<tokio::task::JoinHandle<(u16, Value)>> {
+    votes
+        .into_iter()
+        .map(|(token, body)| {
+            let (c, url) = (client.clone(), app.url("/api/v1/votes"));
+            tokio::spawn(async move {
+                let r = c.post(url).bearer_auth(token).json(&body).send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            })
+        })
+        .collect()
+}
+
+pub fn ballot(e: &Election, candidate: usize) -> Value {
+    json!({"electionId": e.id().to_string(), "candidateId": e.candidates()[candidate].id().to_string()})
+}
+
+/// Asserts the error shape `{code, message, traceId}` with the trace id
+/// equal to the response's request id.
+pub fn assert_error(
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &Value,
+    want_status: u16,
+    code: &str,
+) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(!request_id.is_empty());
+    assert_eq!(body["traceId"], request_id, "{body}");
+}
