@@ -53,6 +53,14 @@ impl PrometheusMetrics {
         self.handle.render()
     }
 
+    /// Folds the samples histograms collected since the last render into
+    /// their buckets. Histogram samples are kept until a render or an
+    /// upkeep, so a service nobody scrapes MUST call this periodically
+    /// (every few seconds) or its memory grows with every request.
+    pub fn run_upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     fn count(&self, name: &'static str, labels: Vec<Label>, n: u64) {
         self.recorder
             .register_counter(&Key::from_parts(name, labels), &METADATA)

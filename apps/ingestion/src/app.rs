@@ -193,6 +193,17 @@ impl App {
 
         let limits = Arc::new(RateLimits::new(config.rate_limits()));
         let mut background = vec![limits.spawn_housekeeping(Duration::from_secs(1))];
+        background.push({
+            // Histogram samples pile up until folded; scrapes may be rare or absent.
+            let prometheus = prometheus.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    prometheus.run_upkeep();
+                }
+            })
+        });
         background.push(tokens.spawn_refresh(config.jwks_refresh));
         background.push({
             let feed = redis.clone();
@@ -206,11 +217,11 @@ impl App {
             limits,
             metrics: Arc::new(telemetry),
             render_metrics: Arc::new(move || prometheus.render()),
-            readiness: vec![
-                Arc::new(RedisReady(redis.clone())),
+            readiness: Arc::new([
+                Arc::new(RedisReady(redis.clone())) as Arc<dyn ReadinessCheck>,
                 Arc::new(QueueReady(queue)),
                 Arc::new(JwksReady(tokens)),
-            ],
+            ]),
             draining: draining.clone(),
             trusted_proxies: config.trusted_proxies,
             request_timeout: config.request_timeout,

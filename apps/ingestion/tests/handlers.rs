@@ -67,7 +67,7 @@ async fn fixture(queue_up: bool) -> Fixture {
         })),
         metrics: Arc::new(NoMetrics),
         render_metrics: Arc::new(|| "livevote_up 1\n".into()),
-        readiness: vec![],
+        readiness: Arc::new([]),
         draining: Arc::new(AtomicBool::new(false)),
         trusted_proxies: 0,
         request_timeout: Duration::from_secs(5),

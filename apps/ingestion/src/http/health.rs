@@ -60,7 +60,8 @@ pub async fn live() -> Json<Health> {
 pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
     // All checks at once, each bounded by CHECK_TIMEOUT.
     let mut set = tokio::task::JoinSet::new();
-    for c in app.readiness.clone() {
+    for c in app.readiness.iter() {
+        let c = std::sync::Arc::clone(c);
         set.spawn(async move {
             let result = match tokio::time::timeout(CHECK_TIMEOUT, c.check()).await {
                 Ok(r) => r,

@@ -97,7 +97,7 @@ pub struct AppState {
     pub metrics: Arc<dyn Metrics>,
     /// Renders `/metrics` (Prometheus text format).
     pub render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
-    pub readiness: Vec<Arc<dyn ReadinessCheck>>,
+    pub readiness: Arc<[Arc<dyn ReadinessCheck>]>,
     /// Set when shutdown begins: readiness answers 503 so load balancers drain us.
     pub draining: Arc<AtomicBool>,
     /// Proxies in front of us whose `X-Forwarded-For` entries we believe.
