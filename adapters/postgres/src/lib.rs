@@ -42,6 +42,18 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> anyhow::Result<sqlx::PgP
         .connect_lazy_with(options))
 }
 
+/// Checks that the database answers (readiness probes).
+///
+/// # Errors
+/// Why it did not, as text.
+pub async fn ping(pool: &sqlx::PgPool) -> Result<(), String> {
+    sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 /// Whether an sqlx error means the database could not be reached (as
 /// opposed to a statement it refused).
 pub(crate) fn is_unavailable(e: &sqlx::Error) -> bool {

@@ -17,7 +17,6 @@ pub mod http;
 pub mod publisher;
 pub mod ratelimit;
 pub mod service;
-pub mod telemetry;
 
 pub use cache::{CacheConfig, ElectionCache};
 pub use publisher::{PublishError, PublisherConfig, VoteBatcher};

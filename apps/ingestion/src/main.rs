@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use livevote_ingestion::app::{App, shutdown_signal};
+use livevote_ingestion::app::App;
 use livevote_ingestion::config::Config;
 
 #[tokio::main]
@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
         eprintln!("livevote-ingestion: {message}");
         return ExitCode::from(2);
     }
-    livevote_ingestion::telemetry::init(&config.log, &config.log_format);
+    livevote_metrics::process::init(&config.log, &config.log_format);
     let app = match App::build(&config).await {
         Ok(app) => app,
         Err(error) => {
@@ -24,6 +24,6 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(addr = %app.local_addr(), "livevote-ingestion listening");
-    app.run(shutdown_signal()).await;
+    app.run(livevote_metrics::process::shutdown_signal()).await;
     ExitCode::SUCCESS
 }

@@ -109,6 +109,11 @@ where
         }
     }
 
+    /// The queue this service consumes, for the runner's receivers and heartbeats.
+    pub fn source(&self) -> &Q {
+        &self.inner.source
+    }
+
     /// Receives one batch (waiting up to the configured long-poll time) and
     /// persists it.
     ///

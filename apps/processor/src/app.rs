@@ -1,0 +1,206 @@
+//! Wiring: configuration -> adapters -> persist service -> runner, plus the
+//! health and metrics endpoints, and the orderly stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use livevote_memory::SystemClock;
+use livevote_metrics::{CloudWatchConfig, CloudWatchMetrics, FlushTask, PrometheusMetrics, Telemetry};
+use livevote_ports::QueueInspector;
+use livevote_postgres::{PgElections, PgVoteStore, StoreConfig};
+use livevote_sqs::SqsQueue;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::runner::{RunReport, RunnerConfig, run};
+use crate::service::{PersistConfig, PersistService};
+
+type Service = PersistService<SqsQueue, PgVoteStore, PgElections, SystemClock, Telemetry>;
+
+#[derive(Clone)]
+struct Probe {
+    pool: sqlx::PgPool,
+    queue: SqsQueue,
+    prometheus: PrometheusMetrics,
+    stopping: Arc<AtomicBool>,
+}
+
+/// A built processor: connected, listening for probes, not yet consuming.
+pub struct App {
+    listener: TcpListener,
+    service: Service,
+    runner: RunnerConfig,
+    probe: Probe,
+    cloudwatch: Option<FlushTask>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("addr", &self.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// # Errors
+    /// When the queue is unknown, the address taken, or a URL invalid; the
+    /// message names the variable.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let pool = livevote_postgres::connect_lazy(&config.database_url, config.database_pool)
+            .context("LIVEVOTE_DATABASE_URL")?;
+        let sqs = livevote_sqs::client(config.sqs_endpoint.as_deref()).await;
+        let queues = livevote_sqs::find_queues(&sqs, &config.queue_name)
+            .await
+            .with_context(|| {
+                format!(
+                    "queue {} (LIVEVOTE_QUEUE_NAME) at {} (LIVEVOTE_SQS_ENDPOINT)",
+                    config.queue_name,
+                    config.sqs_endpoint.as_deref().unwrap_or("AWS")
+                )
+            })?;
+        let queue = SqsQueue::new(sqs, queues);
+        let prometheus = PrometheusMetrics::new();
+        let (cloudwatch, flusher) = match &config.cloudwatch_namespace {
+            Some(namespace) => {
+                let client =
+                    livevote_metrics::cloudwatch::client(config.cloudwatch_endpoint.as_deref()).await;
+                let cw = CloudWatchMetrics::new(
+                    client,
+                    CloudWatchConfig {
+                        namespace: namespace.clone(),
+                        ..CloudWatchConfig::default()
+                    },
+                );
+                let task = cw.start();
+                (Some(cw), Some(task))
+            }
+            None => (None, None),
+        };
+        let telemetry = Telemetry {
+            prometheus: prometheus.clone(),
+            cloudwatch,
+        };
+        let service = PersistService::new(
+            queue.clone(),
+            PgVoteStore::new(pool.clone(), StoreConfig::default()),
+            PgElections::new(pool.clone()),
+            SystemClock,
+            telemetry,
+            PersistConfig::default(),
+        );
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {} (LIVEVOTE_PROCESSOR_LISTEN)", config.listen))?;
+        Ok(Self {
+            listener,
+            service,
+            runner: config.runner(),
+            probe: Probe {
+                pool,
+                queue,
+                prometheus,
+                stopping: Arc::new(AtomicBool::new(false)),
+            },
+            cloudwatch: flusher,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Consumes until `shutdown` resolves, then finishes the batch in hand.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> RunReport {
+        let probe = self.probe.clone();
+        let upkeep = {
+            let prometheus = probe.prometheus.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tick.tick().await;
+                    prometheus.run_upkeep();
+                }
+            })
+        };
+        let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let routes = axum::Router::new()
+            .route("/health/live", get(|| async { Json(json!({"status": "ok"})) }))
+            .route("/health/ready", get(ready))
+            .route(
+                "/metrics",
+                get(|State(p): State<Probe>| async move { p.prometheus.render() }),
+            )
+            .with_state(probe.clone());
+        let http = tokio::spawn(
+            axum::serve(self.listener, routes)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stopped.await;
+                })
+                .into_future(),
+        );
+        let stopping = probe.stopping.clone();
+        let report = run(self.service, self.runner, async move {
+            shutdown.await;
+            stopping.store(true, Ordering::SeqCst);
+        })
+        .await;
+        tracing::info!(
+            batches = report.batches,
+            votes = report.votes,
+            inserted = report.inserted,
+            failed_attempts = report.failed_attempts,
+            "processor stopped: the batch in hand was committed and acknowledged"
+        );
+        let _ = http_stop.send(());
+        let _ = http.await;
+        upkeep.abort();
+        if let Some(flusher) = self.cloudwatch {
+            flusher.shutdown().await;
+        }
+        report
+    }
+}
+
+async fn ready(State(p): State<Probe>) -> (StatusCode, Json<serde_json::Value>) {
+    let (db, queue) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(2), livevote_postgres::ping(&p.pool)),
+        tokio::time::timeout(Duration::from_secs(2), p.queue.stats()),
+    );
+    let db = db.unwrap_or_else(|_| Err("no answer within 2 s".into()));
+    let queue = queue
+        .map_err(|_| "no answer within 2 s".to_string())
+        .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+    let check = |r: &Result<(), String>| match r {
+        Ok(()) => json!({"status": "up"}),
+        Err(e) => json!({"status": "down", "error": e}),
+    };
+    let stopping = p.stopping.load(Ordering::SeqCst);
+    let up = db.is_ok() && queue.is_ok() && !stopping;
+    let status = if stopping {
+        "draining"
+    } else if up {
+        "ready"
+    } else {
+        "not_ready"
+    };
+    (
+        if up {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(json!({"status": status, "checks": {"postgres": check(&db), "queue": check(&queue)}})),
+    )
+}

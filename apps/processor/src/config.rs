@@ -1,0 +1,114 @@
+//! Configuration, parsed once at start-up from flags or environment
+//! variables; defaults work against the local stack.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::runner::RunnerConfig;
+
+fn millis(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|e| format!("{s:?} is not a number of milliseconds: {e}"))
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|e| format!("{s:?} is not a number of seconds: {e}"))
+}
+
+/// Drains the vote queue into PostgreSQL (livevote processor).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "livevote-processor", version, about, long_about = None)]
+pub struct Config {
+    /// Address of the health and metrics endpoints.
+    #[arg(long, env = "LIVEVOTE_PROCESSOR_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: SocketAddr,
+    /// PostgreSQL holding the votes (migrated beforehand).
+    #[arg(
+        long,
+        env = "LIVEVOTE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/livevote"
+    )]
+    pub database_url: String,
+    /// Connections to PostgreSQL.
+    #[arg(long, env = "LIVEVOTE_DATABASE_POOL", default_value_t = 4)]
+    pub database_pool: u32,
+    /// SQS endpoint override (a local SQS-compatible server); unset: AWS.
+    #[arg(long, env = "LIVEVOTE_SQS_ENDPOINT")]
+    pub sqs_endpoint: Option<String>,
+    /// The vote queue's name; its dead-letter queue is `<name>-dlq`.
+    #[arg(long, env = "LIVEVOTE_QUEUE_NAME", default_value = "livevote-votes")]
+    pub queue_name: String,
+    /// Concurrent long-polling receivers.
+    #[arg(long, env = "LIVEVOTE_PROCESSOR_RECEIVERS", default_value_t = 4)]
+    pub receivers: usize,
+    /// Long-poll wait per receive, seconds (at most 20).
+    #[arg(long, env = "LIVEVOTE_PROCESSOR_RECEIVE_WAIT_SECS", default_value = "20", value_parser = seconds)]
+    pub receive_wait: Duration,
+    /// Most votes persisted in one transaction.
+    #[arg(long, env = "LIVEVOTE_PROCESSOR_BATCH_VOTES", default_value_t = 2000)]
+    pub batch_votes: usize,
+    /// Longest a batch waits to fill after its first message, ms.
+    #[arg(long, env = "LIVEVOTE_PROCESSOR_LINGER_MS", default_value = "50", value_parser = millis)]
+    pub linger: Duration,
+    /// How often the visibility of the batch in hand is extended, seconds.
+    #[arg(long, env = "LIVEVOTE_PROCESSOR_EXTEND_EVERY_SECS", default_value = "10", value_parser = seconds)]
+    pub extend_every: Duration,
+    /// By how much each extension hides the batch's messages, seconds.
+    #[arg(long, env = "LIVEVOTE_PROCESSOR_EXTENSION_SECS", default_value = "30", value_parser = seconds)]
+    pub extension: Duration,
+    /// At shutdown, how long a failing final batch is retried, seconds.
+    #[arg(long, env = "LIVEVOTE_SHUTDOWN_GRACE_SECS", default_value = "20", value_parser = seconds)]
+    pub shutdown_grace: Duration,
+    /// CloudWatch namespace for votes.persisted; unset: off.
+    #[arg(long, env = "LIVEVOTE_CLOUDWATCH_NAMESPACE")]
+    pub cloudwatch_namespace: Option<String>,
+    /// CloudWatch endpoint override (a local endpoint).
+    #[arg(long, env = "LIVEVOTE_CLOUDWATCH_ENDPOINT")]
+    pub cloudwatch_endpoint: Option<String>,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "LIVEVOTE_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format: `json` or `text`.
+    #[arg(long, env = "LIVEVOTE_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// # Errors
+    /// A message naming the variable at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.receive_wait > Duration::from_secs(20) {
+            return Err("LIVEVOTE_PROCESSOR_RECEIVE_WAIT_SECS must be at most 20 (the SQS limit)".into());
+        }
+        if self.receivers == 0 || self.batch_votes == 0 {
+            return Err("LIVEVOTE_PROCESSOR_RECEIVERS and LIVEVOTE_PROCESSOR_BATCH_VOTES must be > 0".into());
+        }
+        if self.extend_every.is_zero() || self.extension <= self.extend_every {
+            return Err(
+                "LIVEVOTE_PROCESSOR_EXTENSION_SECS must be longer than LIVEVOTE_PROCESSOR_EXTEND_EVERY_SECS (> 0)".into(),
+            );
+        }
+        if !matches!(self.log_format.as_str(), "json" | "text") {
+            return Err("LIVEVOTE_LOG_FORMAT must be json or text".into());
+        }
+        Ok(())
+    }
+
+    pub fn runner(&self) -> RunnerConfig {
+        RunnerConfig {
+            receivers: self.receivers,
+            receive_wait: self.receive_wait,
+            max_batch_votes: self.batch_votes,
+            linger: self.linger,
+            extend_every: self.extend_every,
+            extension: self.extension,
+            stop_grace: self.shutdown_grace,
+            ..RunnerConfig::default()
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! `livevote-processor`: telemetry -> config -> adapters -> runner, until
+//! SIGTERM or Ctrl-C; the batch in hand is committed before exit.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use livevote_processor::app::App;
+use livevote_processor::config::Config;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(message) = config.validate() {
+        eprintln!("livevote-processor: {message}");
+        return ExitCode::from(2);
+    }
+    livevote_metrics::process::init(&config.log, &config.log_format);
+    let app = match App::build(&config).await {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "start-up failed");
+            eprintln!("livevote-processor: start-up failed: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %app.local_addr(), "livevote-processor listening");
+    app.run(livevote_metrics::process::shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
