@@ -80,6 +80,9 @@ pub enum MetricEvent {
         status: u16,
         latency: Duration,
     },
+    /// How long the oldest message of a persisted batch waited, from its
+    /// send to the commit (queue lag).
+    QueueLag { lag: Duration },
     /// One persisted batch.
     PersistBatch {
         votes: usize,

@@ -93,6 +93,7 @@ impl Metrics for PrometheusMetrics {
                 vec![Label::new("reason", reason.as_str())],
                 1,
             ),
+            MetricEvent::QueueLag { lag } => self.seconds("livevote_queue_lag_seconds", lag),
             MetricEvent::VoteReplayed => self.count("livevote_votes_replayed_total", vec![], 1),
             MetricEvent::ConfirmMissed => self.count("livevote_confirms_missed_total", vec![], 1),
             MetricEvent::ClaimReleased => self.count("livevote_claims_released_total", vec![], 1),

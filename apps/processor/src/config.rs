@@ -52,6 +52,9 @@ pub struct Config {
     /// Most votes persisted in one transaction.
     #[arg(long, env = "LIVEVOTE_PROCESSOR_BATCH_VOTES", default_value_t = 2000)]
     pub batch_votes: usize,
+    /// Batches persisted at once (keep at most LIVEVOTE_DATABASE_POOL).
+    #[arg(long, env = "LIVEVOTE_PROCESSOR_IN_FLIGHT", default_value_t = 4)]
+    pub in_flight: usize,
     /// Longest a batch waits to fill after its first message, ms.
     #[arg(long, env = "LIVEVOTE_PROCESSOR_LINGER_MS", default_value = "50", value_parser = millis)]
     pub linger: Duration,
@@ -85,8 +88,11 @@ impl Config {
         if self.receive_wait > Duration::from_secs(20) {
             return Err("LIVEVOTE_PROCESSOR_RECEIVE_WAIT_SECS must be at most 20 (the SQS limit)".into());
         }
-        if self.receivers == 0 || self.batch_votes == 0 {
-            return Err("LIVEVOTE_PROCESSOR_RECEIVERS and LIVEVOTE_PROCESSOR_BATCH_VOTES must be > 0".into());
+        if self.receivers == 0 || self.batch_votes == 0 || self.in_flight == 0 {
+            return Err(
+                "LIVEVOTE_PROCESSOR_RECEIVERS, LIVEVOTE_PROCESSOR_BATCH_VOTES and LIVEVOTE_PROCESSOR_IN_FLIGHT must be > 0"
+                    .into(),
+            );
         }
         if self.extend_every.is_zero() || self.extension <= self.extend_every {
             return Err(
@@ -104,6 +110,7 @@ impl Config {
             receivers: self.receivers,
             receive_wait: self.receive_wait,
             max_batch_votes: self.batch_votes,
+            max_in_flight: self.in_flight,
             linger: self.linger,
             extend_every: self.extend_every,
             extension: self.extension,

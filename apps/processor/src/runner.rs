@@ -13,7 +13,8 @@
 //!   receiving more (backpressure, no unbounded buffer).
 //! - The batcher takes up to `max_batch_votes` votes, or what arrived within
 //!   `linger` of the first message, and persists them with one
-//!   [`PersistService::process`] call (one transaction, then the deletes).
+//!   [`PersistService::process`] call (one transaction, then the deletes);
+//!   up to `max_in_flight` batches run at once, each on its own connection.
 //! - While a batch is in hand, its messages' visibility is extended every
 //!   `extend_every`, so a slow database never lets them time out, be
 //!   received again, and creep towards the dead-letter queue.
@@ -45,6 +46,8 @@ pub struct RunnerConfig {
     pub receive_wait: Duration,
     /// Most votes persisted in one transaction.
     pub max_batch_votes: usize,
+    /// Batches persisted at once (each on its own database connection).
+    pub max_in_flight: usize,
     /// Longest the batcher waits for a batch to fill after its first message.
     pub linger: Duration,
     /// How often the visibility of the batch in hand is extended.
@@ -65,6 +68,7 @@ impl Default for RunnerConfig {
             receive_max: 10,
             receive_wait: Duration::from_secs(20),
             max_batch_votes: 2000,
+            max_in_flight: 4,
             linger: Duration::from_millis(50),
             extend_every: Duration::from_secs(10),
             extension: Duration::from_secs(30),
@@ -189,14 +193,22 @@ where
     K: Clock,
     M: Metrics,
 {
+    let healthy = std::sync::Arc::new(healthy);
     let mut report = RunReport::default();
+    let mut in_flight = tokio::task::JoinSet::new();
     let mut carried: Option<Vec<Delivery>> = None;
     loop {
+        // At most `max_in_flight` batches at once: wait for one to finish.
+        while in_flight.len() >= config.max_in_flight.max(1) {
+            if let Some(done) = in_flight.join_next().await {
+                add(&mut report, done);
+            }
+        }
         let first = match carried.take() {
             Some(d) => d,
             None => match rx.recv().await {
                 Some(d) => d,
-                None => return report,
+                None => break,
             },
         };
         let mut batch = first;
@@ -216,26 +228,41 @@ where
             votes += more_votes;
             batch.extend(more);
         }
-        let summary =
-            persist_with_heartbeat(&service, &config, batch, &healthy, &stopping, &mut report).await;
-        if let Some(s) = summary {
-            report.batches += 1;
-            report.votes += s.votes as u64;
-            report.inserted += s.inserted as u64;
+        let (service, healthy, stopping) = (service.clone(), healthy.clone(), stopping.clone());
+        in_flight.spawn(async move {
+            persist_with_heartbeat(&service, &config, batch, &healthy, &stopping).await
+        });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        add(&mut report, done);
+    }
+    report
+}
+
+fn add(report: &mut RunReport, done: Result<(Option<BatchSummary>, u64), tokio::task::JoinError>) {
+    match done {
+        Ok((summary, failed_attempts)) => {
+            report.failed_attempts += failed_attempts;
+            if let Some(s) = summary {
+                report.batches += 1;
+                report.votes += s.votes as u64;
+                report.inserted += s.inserted as u64;
+            }
         }
+        Err(error) => tracing::error!(%error, "a batch task failed; its messages return to the queue"),
     }
 }
 
 /// Persists one batch, retrying with backoff while it fails, and keeps its
-/// messages hidden meanwhile. `None` when it was given up at stop.
+/// messages hidden meanwhile. `None` when it was given up at stop; with the
+/// number of failed attempts.
 async fn persist_with_heartbeat<Q, S, C, K, M>(
     service: &PersistService<Q, S, C, K, M>,
     config: &RunnerConfig,
     batch: Vec<Delivery>,
     healthy: &watch::Sender<bool>,
     stopping: &watch::Receiver<bool>,
-    report: &mut RunReport,
-) -> Option<BatchSummary>
+) -> (Option<BatchSummary>, u64)
 where
     Q: VoteSource,
     S: VoteStore,
@@ -254,6 +281,7 @@ where
             }
         }
     };
+    let mut failed_attempts = 0u64;
     let work = async {
         let mut backoff = Duration::from_millis(200);
         let mut given_up_at: Option<Instant> = None;
@@ -264,7 +292,7 @@ where
                     return Some(summary);
                 }
                 Err(error) => {
-                    report.failed_attempts += 1;
+                    failed_attempts += 1;
                     healthy.send_if_modified(|h| std::mem::replace(h, false));
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, messages = batch.len(),
                         "batch not persisted; nothing acknowledged, retrying");
@@ -284,8 +312,9 @@ where
             }
         }
     };
-    tokio::select! {
+    let summary = tokio::select! {
         r = work => r,
         () = heartbeat => unreachable!("the heartbeat never ends"),
-    }
+    };
+    (summary, failed_attempts)
 }

@@ -143,11 +143,13 @@ where
         if deliveries.is_empty() {
             return Ok(summary);
         }
+        let oldest_sent = deliveries.iter().filter_map(|d| d.sent_at).min();
         // Poison is set apart and never acknowledged.
         let mut good: Vec<(DeliveryTag, Vec<VoteRecord>)> = Vec::with_capacity(deliveries.len());
+        let mut seen = HashMap::new();
         for d in deliveries {
             match d.content {
-                DeliveryContent::Votes(votes) => match self.check_references(&votes).await? {
+                DeliveryContent::Votes(votes) => match self.check_references(&votes, &mut seen).await? {
                     None => good.push((d.tag, votes)),
                     Some(why) => self.poison(
                         &d.message_id,
@@ -206,6 +208,11 @@ where
             }
         }
         self.account(&report, &mut summary);
+        if let Some(sent) = oldest_sent
+            && let Ok(lag) = (self.inner.clock.now() - sent).to_std()
+        {
+            self.inner.metrics.record(MetricEvent::QueueLag { lag });
+        }
         self.inner.metrics.record(MetricEvent::PersistBatch {
             votes: summary.votes,
             messages: summary.messages,
@@ -266,10 +273,25 @@ where
 
     /// `None` if every vote names an existing election and one of its
     /// candidates; otherwise why not.
-    async fn check_references(&self, votes: &[VoteRecord]) -> Result<Option<String>, ProcessError> {
+    /// Why a message's votes cannot be stored, if they cannot. `seen` holds
+    /// the elections already looked up for this batch, so each is read from
+    /// the catalog at most once per batch, whatever its status.
+    async fn check_references(
+        &self,
+        votes: &[VoteRecord],
+        seen: &mut HashMap<ElectionId, Option<Arc<Election>>>,
+    ) -> Result<Option<String>, ProcessError> {
         for v in votes {
             let vote = &v.vote;
-            let Some(election) = self.election(vote.election_id).await? else {
+            let election = match seen.get(&vote.election_id) {
+                Some(e) => e.clone(),
+                None => {
+                    let e = self.election(vote.election_id).await?;
+                    seen.insert(vote.election_id, e.clone());
+                    e
+                }
+            };
+            let Some(election) = election else {
                 return Ok(Some(format!("election {} does not exist", vote.election_id)));
             };
             if election.candidate(vote.candidate_id).is_none() {

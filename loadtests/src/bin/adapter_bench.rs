@@ -41,7 +41,7 @@ struct Options {
 }
 
 impl Options {
-    fn parse() -> anyhow::Result<Self> {
+    fn parse(args: Vec<String>) -> anyhow::Result<Self> {
         let mut o = Options {
             votes: 100_000,
             batch: 1_000,
@@ -51,7 +51,7 @@ impl Options {
             concurrency: 256,
             redis_pool: RedisConfig::default().pool_size,
         };
-        let mut args = std::env::args().skip(1);
+        let mut args = args.into_iter();
         while let Some(flag) = args.next() {
             let value = args.next().with_context(|| format!("{flag} needs a value"))?;
             let n: usize = value
@@ -75,9 +75,23 @@ impl Options {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let o = Options::parse()?;
+    // `--processor-bin PATH` is the one flag that is not a number.
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let processor_bin = match args.iter().position(|a| a == "--processor-bin") {
+        Some(i) => {
+            let path = args.get(i + 1).context("--processor-bin needs a path")?.clone();
+            args.drain(i..=i + 1);
+            Some(path)
+        }
+        None => None,
+    };
+    let o = Options::parse(args)?;
     println!("adapter-bench {o:?}");
     let (persist, plain) = postgres(o).await?;
+    let processor_rate = match &processor_bin {
+        Some(path) => Some(processor(o, path).await?),
+        None => None,
+    };
     let pairs = redis(o).await?;
     println!();
     println!("| measurement | figure |");
@@ -95,7 +109,113 @@ async fn main() -> anyhow::Result<()> {
         "| Redis claim + confirm, {} in flight, {} connections | {pairs:.0} pairs/s |",
         o.concurrency, o.redis_pool
     );
+    if let Some(rate) = processor_rate {
+        println!(
+            "| livevote-processor draining {} queued votes into PostgreSQL | {rate:.0} votes/s |",
+            o.votes
+        );
+        println!(
+            "| ratio processor / plain (target >= 0.7) | {:.2} |",
+            rate / plain
+        );
+    }
     Ok(())
+}
+
+/// The real processor binary draining `o.votes` votes, queued beforehand on
+/// the local SQS endpoint, into a scratch database: votes/s from its start
+/// until the last vote is stored (and checked exactly once).
+async fn processor(o: Options, bin: &str) -> anyhow::Result<f64> {
+    use livevote_ports::VoteQueue;
+    use std::io::{BufRead, BufReader};
+    let url = test_server_url();
+    let pool = scratch_database(&url, 2).await?;
+    let db = pool
+        .connect_options()
+        .get_database()
+        .unwrap_or_default()
+        .to_owned();
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b).to_owned();
+    // Open for voting, as every election with queued votes is.
+    let election = livevote_memory::fixtures::active_election(
+        &PgElections::new(pool.clone()),
+        &["Ada", "Grace", "Linus", "Barbara"],
+        Utc::now(),
+        chrono::Duration::hours(1),
+        |_| {},
+    )
+    .await;
+    let endpoint =
+        std::env::var("LIVEVOTE_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
+    let client = livevote_sqs::local_client(&endpoint);
+    let name = format!("lvtest-bench-{}", uuid::Uuid::new_v4().simple());
+    let queue = livevote_sqs::SqsQueue::new(
+        client.clone(),
+        livevote_sqs::create_queues(&client, &name, livevote_sqs::QueueSettings::default()).await?,
+    );
+    let votes: Vec<VoteRecord> = (0..o.votes)
+        .map(|i| record(&election, &format!("bench|proc-{i}"), i % 4, Utc::now()))
+        .collect();
+    println!("processor: queueing {} votes", votes.len());
+    for chunk in votes.chunks(1000) {
+        ensure!(
+            queue.publish(chunk).await.iter().all(Result::is_ok),
+            "publish failed"
+        );
+    }
+    let mut child = std::process::Command::new(bin)
+        .envs([
+            ("LIVEVOTE_PROCESSOR_LISTEN", "127.0.0.1:0".to_string()),
+            ("LIVEVOTE_DATABASE_URL", format!("{base}/{db}")),
+            ("LIVEVOTE_DATABASE_POOL", o.workers.to_string()),
+            ("LIVEVOTE_SQS_ENDPOINT", endpoint.clone()),
+            ("LIVEVOTE_QUEUE_NAME", name),
+            ("LIVEVOTE_LOG", "warn".to_string()),
+            ("AWS_ACCESS_KEY_ID", "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {bin}"))?;
+    let stdout = child.stdout.take().context("processor stdout")?;
+    std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+    let started = Instant::now();
+    let want = i64::try_from(o.votes)?;
+    let result = loop {
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM votes WHERE election_id = $1")
+            .bind(election.id().as_uuid())
+            .fetch_one(&pool)
+            .await?;
+        if stored >= want {
+            break Ok(o.votes as f64 / started.elapsed().as_secs_f64());
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            break Err(anyhow::anyhow!("only {stored} of {want} stored after 600 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let rate = result?;
+    let store = PgVoteStore::new(pool, StoreConfig::default());
+    let tallied: u64 = store
+        .persisted_tallies(election.id())
+        .await?
+        .iter()
+        .map(|c| c.votes)
+        .sum();
+    ensure!(
+        tallied == o.votes as u64,
+        "tally shards say {tallied}, expected {}",
+        o.votes
+    );
+    println!(
+        "processor: {} votes stored in {:.2} s: {rate:.0} votes/s",
+        o.votes,
+        o.votes as f64 / rate
+    );
+    Ok(rate)
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
