@@ -170,7 +170,7 @@ async fn processor(o: Options, bin: &str) -> anyhow::Result<f64> {
             ("LIVEVOTE_DATABASE_POOL", o.workers.to_string()),
             ("LIVEVOTE_SQS_ENDPOINT", endpoint.clone()),
             ("LIVEVOTE_QUEUE_NAME", name),
-            ("LIVEVOTE_LOG", "warn".to_string()),
+            ("LIVEVOTE_LOG", "warn,livevote_processor=info".to_string()),
             ("AWS_ACCESS_KEY_ID", "test".to_string()),
             ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
             ("AWS_REGION", "us-east-1".to_string()),
@@ -179,7 +179,19 @@ async fn processor(o: Options, bin: &str) -> anyhow::Result<f64> {
         .spawn()
         .with_context(|| format!("starting {bin}"))?;
     let stdout = child.stdout.take().context("processor stdout")?;
-    std::thread::spawn(move || for _ in BufReader::new(stdout).lines() {});
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("livevote-processor listening") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    // The clock starts once the processor is up (connected, queue found), not at spawn.
+    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        bail!("the processor did not start within 30 s");
+    }
     let started = Instant::now();
     let want = i64::try_from(o.votes)?;
     let result = loop {
