@@ -20,6 +20,7 @@ pub mod fixtures;
 mod human;
 mod metrics;
 mod queue;
+mod relay;
 
 pub use auth::StaticTokens;
 pub use bus::{MemoryBus, MemorySubscription};
@@ -29,3 +30,4 @@ pub use dedup::{DedupConfig, MemoryDedup};
 pub use human::FakeHumanCheck;
 pub use metrics::{NoMetrics, RecordingMetrics};
 pub use queue::{MemoryQueue, QueueConfig};
+pub use relay::Relay;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use livevote_auth0::{JwksConfig, JwksVerifier};
 use livevote_memory::SystemClock;
-use livevote_metrics::{CloudWatchConfig, CloudWatchMetrics, FlushTask, PrometheusMetrics, Telemetry};
+use livevote_metrics::{FlushTask, Telemetry};
 use livevote_ports::QueueInspector;
 use livevote_postgres::PgElections;
 use livevote_redis::{RedisConfig, RedisElectionCache, RedisStore};
@@ -120,27 +120,12 @@ impl App {
             })?;
         let queue = SqsQueue::new(sqs, queues);
 
-        let prometheus = PrometheusMetrics::new();
-        let (cloudwatch, flusher) = match &config.cloudwatch_namespace {
-            Some(namespace) => {
-                let client =
-                    livevote_metrics::cloudwatch::client(config.cloudwatch_endpoint.as_deref()).await;
-                let cw = CloudWatchMetrics::new(
-                    client,
-                    CloudWatchConfig {
-                        namespace: namespace.clone(),
-                        ..CloudWatchConfig::default()
-                    },
-                );
-                let task = cw.start();
-                (Some(cw), Some(task))
-            }
-            None => (None, None),
-        };
-        let telemetry = Telemetry {
-            prometheus: prometheus.clone(),
-            cloudwatch,
-        };
+        let (telemetry, flusher) = Telemetry::build(
+            config.cloudwatch_namespace.as_deref(),
+            config.cloudwatch_endpoint.as_deref(),
+        )
+        .await;
+        let prometheus = telemetry.prometheus.clone();
 
         let tokens = JwksVerifier::new(JwksConfig {
             leeway: config.jwt_leeway,

@@ -471,7 +471,7 @@ async fn queue_down_answers_503_and_the_voter_can_vote_once_it_is_back() {
         .trim_end_matches('/')
         .parse()
         .unwrap();
-    let relay = Relay::start(target).await;
+    let relay = Relay::start(target).await.unwrap();
     let mut env = stack.env();
     set_env(
         &mut env,
@@ -511,7 +511,7 @@ async fn queue_down_answers_503_and_the_voter_can_vote_once_it_is_back() {
 async fn redis_down_answers_503_queues_nothing_and_recovers() {
     let stack = Stack::new().await;
     let election = stack.election(false).await;
-    let relay = Relay::start(redis_addr()).await;
+    let relay = Relay::start(redis_addr()).await.unwrap();
     let mut env = stack.env();
     set_env(
         &mut env,

@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{Duration as ChronoDuration, Utc};
 use livevote_domain::{Election, VoteRecord};
+use livevote_memory::Relay;
 use livevote_memory::fixtures::{active_election, record};
 use livevote_ports::{QueueInspector, VoteQueue};
 use livevote_postgres::{PgElections, scratch_database, test_server_url};
 use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
 use sqlx::PgPool;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 fn sqs_endpoint() -> String {
     std::env::var("LIVEVOTE_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
@@ -100,6 +99,15 @@ impl Stack {
             .fetch_one(&self.pool)
             .await
             .unwrap()
+    }
+
+    /// Waits until the first vote is stored (the processor is mid-run).
+    async fn wait_first_stored(&self) {
+        let started = Instant::now();
+        while self.stored().await == 0 {
+            assert!(started.elapsed() < Duration::from_secs(30), "nothing stored");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits until `want` votes are stored and the queue is empty.
@@ -215,46 +223,6 @@ impl Drop for Processor {
     }
 }
 
-/// A TCP relay that can be cut, standing in for a database that goes away.
-struct Relay {
-    addr: SocketAddr,
-    up: watch::Sender<bool>,
-}
-
-impl Relay {
-    async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (up, _) = watch::channel(true);
-        let up_tx = up.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                let mut state = up_tx.subscribe();
-                if !*state.borrow() {
-                    continue;
-                }
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = state.wait_for(|up| !*up) => {}
-                    }
-                });
-            }
-        });
-        Self { addr, up }
-    }
-
-    fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_thousand_votes_with_five_percent_of_messages_twice_are_stored_exactly_once() {
     let stack = Stack::new(QueueSettings::default()).await;
@@ -297,11 +265,7 @@ async fn sigkill_mid_run_then_restart_loses_nothing_and_counts_nothing_twice() {
     let votes = stack.votes(40_000, "kill");
     stack.publish(&votes).await;
     let mut first = Processor::start(&stack.env());
-    let started = Instant::now();
-    while stack.stored().await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "nothing stored");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stack.wait_first_stored().await;
     first.signal("-KILL");
     first.wait(Duration::from_secs(10));
     let at_kill = stack.stored().await;
@@ -319,7 +283,7 @@ async fn postgres_gone_for_twenty_seconds_loses_nothing_and_dead_letters_nothing
     })
     .await;
     let pg: SocketAddr = "127.0.0.1:5432".parse().unwrap();
-    let relay = Relay::start(pg).await;
+    let relay = Relay::start(pg).await.unwrap();
     let mut env = stack.env();
     let via_relay = stack
         .database_url
@@ -398,11 +362,7 @@ async fn sigterm_commits_the_batch_in_hand_and_exits_cleanly() {
     let votes = stack.votes(40_000, "term");
     stack.publish(&votes).await;
     let mut first = Processor::start(&stack.env());
-    let started = Instant::now();
-    while stack.stored().await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "nothing stored");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stack.wait_first_stored().await;
     first.signal("-TERM");
     let status = first.wait(Duration::from_secs(30));
     assert!(status.success(), "clean exit: {status:?}");

@@ -25,7 +25,6 @@ use livevote_redis::{RedisConfig, RedisStore};
 use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub const ISS: &str = "https://livevote-blackbox.test/";
 pub const AUD: &str = "https://api.livevote.test";
@@ -62,47 +61,7 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
     addr
 }
 
-/// A TCP relay that can be cut: while down it refuses new connections and
-/// drops the ones open, as a dead server would.
-pub struct Relay {
-    pub addr: SocketAddr,
-    up: watch::Sender<bool>,
-}
-
-impl Relay {
-    pub async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (up, _) = watch::channel(true);
-        let up_tx = up.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    continue;
-                };
-                let mut state = up_tx.subscribe();
-                if !*state.borrow() {
-                    drop(inbound);
-                    continue;
-                }
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = state.wait_for(|up| !*up) => {}
-                    }
-                });
-            }
-        });
-        Self { addr, up }
-    }
-
-    pub fn set_up(&self, up: bool) {
-        self.up.send_replace(up);
-    }
-}
+pub use livevote_memory::Relay;
 
 /// The servers around one ingestion instance (or several sharing them).
 pub struct Stack {
