@@ -88,6 +88,63 @@ pub fn encode(votes: &[VoteRecord]) -> String {
     assemble(&parts)
 }
 
+/// The JSON Schema (draft 2020-12) of a message body of [`SCHEMA_VERSION`]:
+/// what [`encode`] writes and [`decode`] accepts. Committed as
+/// `contracts/vote-message.schema.json`; a test fails when the two differ.
+pub fn json_schema() -> serde_json::Value {
+    let uuid = serde_json::json!({
+        "type": "string",
+        "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    });
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://livevote.example/contracts/vote-message.schema.json",
+        "title": "livevote vote queue message",
+        "description": "One SQS message carries a batch of accepted votes. Message attributes: schemaVersion (Number), correlationId (String, of the first vote), votes (Number). A consumer that does not know `v` must leave the message for the dead-letter queue, never drop it.",
+        "type": "object",
+        "required": ["v", "votes"],
+        "additionalProperties": false,
+        "properties": {
+            "v": { "const": SCHEMA_VERSION, "description": "message format version" },
+            "votes": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["voteId", "electionId", "candidateId", "voterId", "acceptedAt", "correlationId"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "voteId": {
+                            "type": "string",
+                            "description": "UUID v7, a new one per attempt",
+                            "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+                        },
+                        "electionId": uuid,
+                        "candidateId": uuid,
+                        "voterId": {
+                            "type": "string",
+                            "description": "the token's sub; no control characters",
+                            "minLength": 1,
+                            "maxLength": VoterId::MAX_LEN
+                        },
+                        "acceptedAt": {
+                            "type": "string",
+                            "format": "date-time",
+                            "description": "RFC 3339 in UTC; decides whether the vote counts"
+                        },
+                        "correlationId": {
+                            "type": "string",
+                            "description": "the HTTP request id; visible ASCII",
+                            "pattern": "^[!-~]+$",
+                            "maxLength": CorrelationId::MAX_LEN
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// The votes of a message body, or why it is poison.
 pub fn decode(body: &str) -> Result<Vec<VoteRecord>, PoisonReason> {
     let undecodable = |why: String| PoisonReason::Undecodable(why);
