@@ -24,6 +24,9 @@ fn seconds(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "livevote-processor", version, about, long_about = None)]
 pub struct Config {
+    /// Apply the database migrations (under an advisory lock, idempotent) and exit, instead of consuming.
+    #[arg(long)]
+    pub migrate: bool,
     /// Address of the health and metrics endpoints.
     #[arg(long, env = "LIVEVOTE_PROCESSOR_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,

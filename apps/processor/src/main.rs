@@ -15,6 +15,9 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     livevote_metrics::process::init(&config.log, &config.log_format);
+    if config.migrate {
+        return migrate(&config).await;
+    }
     let app = match App::build(&config).await {
         Ok(app) => app,
         Err(error) => {
@@ -26,4 +29,24 @@ async fn main() -> ExitCode {
     tracing::info!(addr = %app.local_addr(), "livevote-processor listening");
     app.run(livevote_metrics::process::shutdown_signal()).await;
     ExitCode::SUCCESS
+}
+
+/// `--migrate`: the explicit migration step, never run by a consuming replica.
+async fn migrate(config: &Config) -> ExitCode {
+    let result = async {
+        let pool = livevote_postgres::connect_lazy(&config.database_url, 1)?;
+        livevote_postgres::migrate(&pool).await
+    }
+    .await;
+    match result {
+        Ok(applied) => {
+            tracing::info!(?applied, "migrations applied");
+            println!("migrations applied: {applied:?}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("livevote-processor: migration failed (LIVEVOTE_DATABASE_URL): {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

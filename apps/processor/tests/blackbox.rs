@@ -380,3 +380,58 @@ async fn sigterm_commits_the_batch_in_hand_and_exits_cleanly() {
     stack.wait_drained(40_000, Duration::from_secs(120)).await;
     stack.assert_exactly(&votes).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_flag_applies_the_schema_once_and_exits() {
+    // An empty database, named so that scripts/test.sh drops it later.
+    let server = test_server_url();
+    let admin = sqlx::PgPool::connect(&server).await.unwrap();
+    let name = format!("livevote_test_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+    let url = format!("{base}/{name}");
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_livevote-processor"))
+            .arg("--migrate")
+            .env("LIVEVOTE_DATABASE_URL", &url)
+            .env("LIVEVOTE_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert!(first.status.success(), "{first:?}");
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains("migrations applied: [1"),
+        "{first:?}"
+    );
+    let second = run();
+    assert!(second.status.success(), "{second:?}");
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("migrations applied: []"),
+        "idempotent: {second:?}"
+    );
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let votes: i64 = sqlx::query_scalar("SELECT count(*) FROM votes")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(votes, 0, "the schema exists");
+    // A database that cannot be reached is a clear failure naming the variable.
+    let bad = Command::new(env!("CARGO_BIN_EXE_livevote-processor"))
+        .arg("--migrate")
+        .env(
+            "LIVEVOTE_DATABASE_URL",
+            format!("{base}/no_such_database_livevote"),
+        )
+        .env("LIVEVOTE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("LIVEVOTE_DATABASE_URL"),
+        "{bad:?}"
+    );
+}
