@@ -208,7 +208,10 @@ impl JwksVerifier {
             .last_attempt
             .is_some_and(|t| t.elapsed() < self.inner.config.refetch_interval);
         if !recent {
-            let _ = self.fetch_locked(&mut state).await;
+            // A failure is kept in `state.last_error` for the answer below.
+            if let Err(error) = self.fetch_locked(&mut state).await {
+                tracing::warn!(%error, kid, "JWKS refetch for an unknown key id failed");
+            }
             if let Some(key) = self.cached(kid) {
                 return Ok(key);
             }

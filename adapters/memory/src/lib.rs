@@ -21,6 +21,7 @@ mod human;
 mod metrics;
 mod queue;
 mod relay;
+mod service_process;
 
 pub use auth::StaticTokens;
 pub use bus::{MemoryBus, MemorySubscription};
@@ -31,3 +32,4 @@ pub use human::FakeHumanCheck;
 pub use metrics::{NoMetrics, RecordingMetrics};
 pub use queue::{MemoryQueue, QueueConfig};
 pub use relay::Relay;
+pub use service_process::ServiceProcess;

@@ -20,4 +20,4 @@ mod queue;
 pub mod setup;
 
 pub use queue::{ReplayProgress, SqsConfig, SqsQueue};
-pub use setup::{QueueSettings, client, create_queues, find_queues, local_client};
+pub use setup::{QueueSettings, client, create_queues, find_queues, local_client, open_queue};

@@ -141,3 +141,18 @@ pub async fn find_queues(client: &Client, name: &str) -> anyhow::Result<SqsConfi
     let dlq = url_of(format!("{name}-dlq")).await?;
     Ok(SqsConfig::new(url, dlq))
 }
+
+/// The vote queue `name` (and `<name>-dlq`) at `endpoint` (or AWS, from the
+/// standard AWS environment), ready to use.
+///
+/// # Errors
+/// When the queues do not exist or the server cannot be reached; the
+/// message names the queue and the endpoint.
+pub async fn open_queue(endpoint: Option<&str>, name: &str) -> anyhow::Result<crate::SqsQueue> {
+    use anyhow::Context;
+    let sqs = client(endpoint).await;
+    let queues = find_queues(&sqs, name)
+        .await
+        .with_context(|| format!("queue {name} at {}", endpoint.unwrap_or("AWS")))?;
+    Ok(crate::SqsQueue::new(sqs, queues))
+}

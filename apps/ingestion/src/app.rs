@@ -108,17 +108,9 @@ impl App {
         .await
         .with_context(|| format!("Redis at {} (LIVEVOTE_REDIS_URL)", config.redis_url))?;
 
-        let sqs = livevote_sqs::client(config.sqs_endpoint.as_deref()).await;
-        let queues = livevote_sqs::find_queues(&sqs, &config.queue_name)
+        let queue = livevote_sqs::open_queue(config.sqs_endpoint.as_deref(), &config.queue_name)
             .await
-            .with_context(|| {
-                format!(
-                    "queue {} (LIVEVOTE_QUEUE_NAME) at {} (LIVEVOTE_SQS_ENDPOINT)",
-                    config.queue_name,
-                    config.sqs_endpoint.as_deref().unwrap_or("AWS")
-                )
-            })?;
-        let queue = SqsQueue::new(sqs, queues);
+            .context("LIVEVOTE_QUEUE_NAME / LIVEVOTE_SQS_ENDPOINT")?;
 
         let (telemetry, flusher) = Telemetry::build(
             config.cloudwatch_namespace.as_deref(),

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use livevote_metrics::process::{LogArgs, millis, seconds};
 
 use crate::ratelimit::{Limit, RateLimitConfig};
 
@@ -28,18 +29,6 @@ impl std::str::FromStr for Secret {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Secret(s.to_owned()))
     }
-}
-
-fn millis(s: &str) -> Result<Duration, String> {
-    s.parse::<u64>()
-        .map(Duration::from_millis)
-        .map_err(|e| format!("{s:?} is not a number of milliseconds: {e}"))
-}
-
-fn seconds(s: &str) -> Result<Duration, String> {
-    s.parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|e| format!("{s:?} is not a number of seconds: {e}"))
 }
 
 /// Takes votes over HTTP and hands them to the queue (livevote ingestion).
@@ -165,12 +154,8 @@ pub struct Config {
     #[arg(long, env = "LIVEVOTE_CLOUDWATCH_ENDPOINT")]
     pub cloudwatch_endpoint: Option<String>,
 
-    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `livevote_ingestion=debug,info`.
-    #[arg(long, env = "LIVEVOTE_LOG", default_value = "info")]
-    pub log: String,
-    /// Log format: `json` (one object per line) or `text`.
-    #[arg(long, env = "LIVEVOTE_LOG_FORMAT", default_value = "json")]
-    pub log_format: String,
+    #[command(flatten)]
+    pub logging: LogArgs,
 }
 
 impl Config {
@@ -216,9 +201,6 @@ impl Config {
             if rate.is_nan() || rate < 0.0 || rate.is_infinite() {
                 return Err(format!("{name} must be a number >= 0"));
             }
-        }
-        if !matches!(self.log_format.as_str(), "json" | "text") {
-            return Err("LIVEVOTE_LOG_FORMAT must be json or text".into());
         }
         Ok(())
     }

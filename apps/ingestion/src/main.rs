@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
         eprintln!("livevote-ingestion: {message}");
         return ExitCode::from(2);
     }
-    livevote_metrics::process::init(&config.log, &config.log_format);
+    config.logging.init();
     let app = match App::build(&config).await {
         Ok(app) => app,
         Err(error) => {

@@ -20,7 +20,7 @@ async fn every_status_code_of_the_contract_from_real_requests() {
     let stack = Stack::new().await;
     let election = stack.election(false).await;
     let captcha_election = stack.election(true).await;
-    let app = Ingestion::start(&stack.env());
+    let app = start_ingestion(&stack.env());
     let c = http();
     let alice = stack.token("auth0|alice");
 
@@ -302,7 +302,7 @@ async fn close(stack: &Stack, election: &livevote_domain::Election) {
 async fn fifty_parallel_requests_from_one_voter_get_exactly_one_202() {
     let stack = Stack::new().await;
     let election = stack.election(false).await;
-    let app = Ingestion::start(&stack.env());
+    let app = start_ingestion(&stack.env());
     let c = http();
     let token = stack.token("auth0|eager");
     let tasks = spawn_votes(
@@ -342,7 +342,7 @@ async fn fifty_parallel_requests_from_one_voter_get_exactly_one_202() {
 async fn hostile_tokens_are_refused_with_401() {
     let stack = Stack::new().await;
     let election = stack.election(false).await;
-    let app = Ingestion::start(&stack.env());
+    let app = start_ingestion(&stack.env());
     let c = http();
     let now = Utc::now().timestamp();
     let claims = |sub: &str| json!({"iss": ISS, "aud": AUD, "sub": sub, "iat": now, "exp": now + 600});
@@ -415,8 +415,8 @@ async fn hostile_tokens_are_refused_with_401() {
 async fn a_close_is_seen_by_two_instances_within_one_second() {
     let stack = Stack::new().await;
     let election = stack.election(false).await;
-    let a = Ingestion::start(&stack.env());
-    let b = Ingestion::start(&stack.env());
+    let a = start_ingestion(&stack.env());
+    let b = start_ingestion(&stack.env());
     let c = http();
     // Both instances have the election cached and take votes.
     for (i, app) in [&a, &b].into_iter().enumerate() {
@@ -478,7 +478,7 @@ async fn queue_down_answers_503_and_the_voter_can_vote_once_it_is_back() {
         "LIVEVOTE_SQS_ENDPOINT",
         format!("http://{}", relay.addr),
     );
-    let app = Ingestion::start(&env);
+    let app = start_ingestion(&env);
     let c = http();
     let token = stack.token("auth0|patient");
     relay.set_up(false);
@@ -518,7 +518,7 @@ async fn redis_down_answers_503_queues_nothing_and_recovers() {
         "LIVEVOTE_REDIS_URL",
         format!("redis://{}/0", relay.addr),
     );
-    let app = Ingestion::start(&env);
+    let app = start_ingestion(&env);
     let c = http();
     let token = stack.token("auth0|through-the-outage");
     relay.set_up(false);
@@ -572,7 +572,7 @@ async fn rate_limits_answer_429_with_retry_after() {
         ("LIVEVOTE_RATE_IP_BURST".into(), "6".into()),
         ("LIVEVOTE_TRUSTED_PROXIES".into(), "1".into()),
     ]);
-    let app = Ingestion::start(&env);
+    let app = start_ingestion(&env);
     let c = http();
     // Per viewer: two requests, then 429.
     let token = stack.token("auth0|spammer");
@@ -633,7 +633,7 @@ async fn sigterm_answers_every_vote_in_flight_and_loses_none() {
     let mut env = stack.env();
     // A long linger keeps votes in the publish buffer when SIGTERM arrives.
     env.push(("LIVEVOTE_PUBLISH_LINGER_MS".into(), "300".into()));
-    let app = Ingestion::start(&env);
+    let app = start_ingestion(&env);
     let c = http();
     let tasks = spawn_votes(
         &c,

@@ -58,17 +58,9 @@ impl App {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let pool = livevote_postgres::connect_lazy(&config.database_url, config.database_pool)
             .context("LIVEVOTE_DATABASE_URL")?;
-        let sqs = livevote_sqs::client(config.sqs_endpoint.as_deref()).await;
-        let queues = livevote_sqs::find_queues(&sqs, &config.queue_name)
+        let queue = livevote_sqs::open_queue(config.sqs_endpoint.as_deref(), &config.queue_name)
             .await
-            .with_context(|| {
-                format!(
-                    "queue {} (LIVEVOTE_QUEUE_NAME) at {} (LIVEVOTE_SQS_ENDPOINT)",
-                    config.queue_name,
-                    config.sqs_endpoint.as_deref().unwrap_or("AWS")
-                )
-            })?;
-        let queue = SqsQueue::new(sqs, queues);
+            .context("LIVEVOTE_QUEUE_NAME / LIVEVOTE_SQS_ENDPOINT")?;
         let (telemetry, flusher) = Telemetry::build(
             config.cloudwatch_namespace.as_deref(),
             config.cloudwatch_endpoint.as_deref(),
@@ -131,7 +123,9 @@ impl App {
         let http = tokio::spawn(
             axum::serve(self.listener, routes)
                 .with_graceful_shutdown(async move {
-                    let _ = http_stopped.await;
+                    if http_stopped.await.is_err() {
+                        tracing::debug!("health server: stop sender dropped; stopping");
+                    }
                 })
                 .into_future(),
         );
@@ -148,8 +142,15 @@ impl App {
             failed_attempts = report.failed_attempts,
             "processor stopped: the batch in hand was committed and acknowledged"
         );
-        let _ = http_stop.send(());
-        let _ = http.await;
+        // The server may have ended on its own (it logs why below); then there is no one to tell.
+        if http_stop.send(()).is_err() {
+            tracing::debug!("health server already stopped");
+        }
+        match http.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "health and metrics server failed"),
+            Err(error) => tracing::error!(%error, "health and metrics server task failed"),
+        }
         upkeep.abort();
         if let Some(flusher) = self.cloudwatch {
             flusher.shutdown().await;

@@ -5,20 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use livevote_metrics::process::{LogArgs, millis, seconds};
 
 use crate::runner::RunnerConfig;
-
-fn millis(s: &str) -> Result<Duration, String> {
-    s.parse::<u64>()
-        .map(Duration::from_millis)
-        .map_err(|e| format!("{s:?} is not a number of milliseconds: {e}"))
-}
-
-fn seconds(s: &str) -> Result<Duration, String> {
-    s.parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|e| format!("{s:?} is not a number of seconds: {e}"))
-}
 
 /// Drains the vote queue into PostgreSQL (livevote processor).
 #[derive(Debug, Clone, Parser)]
@@ -76,12 +65,8 @@ pub struct Config {
     /// CloudWatch endpoint override (a local endpoint).
     #[arg(long, env = "LIVEVOTE_CLOUDWATCH_ENDPOINT")]
     pub cloudwatch_endpoint: Option<String>,
-    /// Log filter (tracing EnvFilter syntax).
-    #[arg(long, env = "LIVEVOTE_LOG", default_value = "info")]
-    pub log: String,
-    /// Log format: `json` or `text`.
-    #[arg(long, env = "LIVEVOTE_LOG_FORMAT", default_value = "json")]
-    pub log_format: String,
+    #[command(flatten)]
+    pub logging: LogArgs,
 }
 
 impl Config {
@@ -101,9 +86,6 @@ impl Config {
             return Err(
                 "LIVEVOTE_PROCESSOR_EXTENSION_SECS must be longer than LIVEVOTE_PROCESSOR_EXTEND_EVERY_SECS (> 0)".into(),
             );
-        }
-        if !matches!(self.log_format.as_str(), "json" | "text") {
-            return Err("LIVEVOTE_LOG_FORMAT must be json or text".into());
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ async fn main() -> ExitCode {
         eprintln!("livevote-processor: {message}");
         return ExitCode::from(2);
     }
-    livevote_metrics::process::init(&config.log, &config.log_format);
+    config.logging.init();
     if config.migrate {
         return migrate(&config).await;
     }

@@ -134,7 +134,9 @@ where
         }
     };
     for r in receivers {
-        let _ = r.await;
+        if let Err(error) = r.await {
+            tracing::error!(%error, "a receiver task failed");
+        }
     }
     report
 }

@@ -2,16 +2,14 @@
 //! PostgreSQL (a scratch database per test) and the local SQS endpoint
 //! (queues per test). Votes are published the way ingestion publishes them.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{Duration as ChronoDuration, Utc};
 use livevote_domain::{Election, VoteRecord};
-use livevote_memory::Relay;
 use livevote_memory::fixtures::{active_election, record};
+use livevote_memory::{Relay, ServiceProcess};
 use livevote_ports::{QueueInspector, VoteQueue};
 use livevote_postgres::{PgElections, scratch_database, test_server_url};
 use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
@@ -160,67 +158,15 @@ impl Stack {
     }
 }
 
-/// A running `livevote-processor`; killed on drop.
-struct Processor {
-    child: Child,
-    addr: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-impl Processor {
-    fn start(env: &[(String, String)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_livevote-processor"))
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start livevote-processor");
-        let stdout = child.stdout.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                    && v["message"] == "livevote-processor listening"
-                {
-                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("livevote-processor did not start: {:#?}", logs.lock().unwrap()))
-            .parse()
-            .unwrap();
-        Self { child, addr, logs }
-    }
-
-    fn signal(&self, sig: &str) {
-        Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-    }
-
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(started.elapsed() < limit, "no exit within {limit:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Processor {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `livevote-processor` with `env` and waits until it listens.
+fn start_processor(env: &[(String, String)]) -> ServiceProcess {
+    ServiceProcess::start(
+        env!("CARGO_BIN_EXE_livevote-processor"),
+        &[],
+        env,
+        "livevote-processor listening",
+    )
+    .expect("livevote-processor starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,7 +180,7 @@ async fn a_hundred_thousand_votes_with_five_percent_of_messages_twice_are_stored
     for chunk in votes.chunks(90).step_by(20) {
         assert!(stack.queue.publish(chunk).await.iter().all(Result::is_ok));
     }
-    let processor = Processor::start(&stack.env());
+    let processor = start_processor(&stack.env());
     stack.wait_drained(100_000, Duration::from_secs(120)).await;
     stack.assert_exactly(&votes).await;
     let metrics = reqwest::get(format!("http://{}/metrics", processor.addr))
@@ -264,13 +210,13 @@ async fn sigkill_mid_run_then_restart_loses_nothing_and_counts_nothing_twice() {
     .await;
     let votes = stack.votes(40_000, "kill");
     stack.publish(&votes).await;
-    let mut first = Processor::start(&stack.env());
+    let mut first = start_processor(&stack.env());
     stack.wait_first_stored().await;
     first.signal("-KILL");
     first.wait(Duration::from_secs(10));
     let at_kill = stack.stored().await;
     assert!(at_kill < 40_000, "killed mid-run ({at_kill} stored)");
-    let _second = Processor::start(&stack.env());
+    let _second = start_processor(&stack.env());
     stack.wait_drained(40_000, Duration::from_secs(120)).await;
     stack.assert_exactly(&votes).await;
 }
@@ -294,7 +240,7 @@ async fn postgres_gone_for_twenty_seconds_loses_nothing_and_dead_letters_nothing
     );
     env.retain(|(k, _)| k != "LIVEVOTE_DATABASE_URL");
     env.push(("LIVEVOTE_DATABASE_URL".into(), via_relay));
-    let processor = Processor::start(&env);
+    let processor = start_processor(&env);
     let before = stack.votes(10_000, "before");
     stack.publish(&before).await;
     stack.wait_drained(10_000, Duration::from_secs(60)).await;
@@ -338,7 +284,7 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_while_the_rest_flows() {
         .unwrap();
     let votes = stack.votes(2_000, "around-poison");
     stack.publish(&votes).await;
-    let processor = Processor::start(&stack.env());
+    let processor = start_processor(&stack.env());
     let started = Instant::now();
     loop {
         let stats = stack.queue.stats().await.unwrap();
@@ -349,7 +295,7 @@ async fn a_poison_message_ends_in_the_dead_letter_queue_while_the_rest_flows() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stack.assert_exactly(&votes).await;
-    let logs = processor.logs.lock().unwrap().clone();
+    let logs = processor.log_lines();
     assert!(
         logs.iter().any(|l| l.contains("poison")),
         "the poison message is logged"
@@ -361,12 +307,12 @@ async fn sigterm_commits_the_batch_in_hand_and_exits_cleanly() {
     let stack = Stack::new(QueueSettings::default()).await;
     let votes = stack.votes(40_000, "term");
     stack.publish(&votes).await;
-    let mut first = Processor::start(&stack.env());
+    let mut first = start_processor(&stack.env());
     stack.wait_first_stored().await;
     first.signal("-TERM");
     let status = first.wait(Duration::from_secs(30));
     assert!(status.success(), "clean exit: {status:?}");
-    let logs = first.logs.lock().unwrap().clone();
+    let logs = first.log_lines();
     assert!(
         logs.iter().any(|l| l.contains("the batch in hand was committed")),
         "{logs:#?}"
@@ -376,7 +322,7 @@ async fn sigterm_commits_the_batch_in_hand_and_exits_cleanly() {
     let stats = stack.queue.stats().await.unwrap();
     assert!(stored > 0 && stored < 40_000, "stopped mid-run: {stored}");
     assert!(stats.visible > 0, "the rest waits in the queue: {stats:?}");
-    let _second = Processor::start(&stack.env());
+    let _second = start_processor(&stack.env());
     stack.wait_drained(40_000, Duration::from_secs(120)).await;
     stack.assert_exactly(&votes).await;
 }

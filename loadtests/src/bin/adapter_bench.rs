@@ -127,7 +127,6 @@ async fn main() -> anyhow::Result<()> {
 /// until the last vote is stored (and checked exactly once).
 async fn processor(o: Options, bin: &str) -> anyhow::Result<f64> {
     use livevote_ports::VoteQueue;
-    use std::io::{BufRead, BufReader};
     let url = test_server_url();
     let pool = scratch_database(&url, 2).await?;
     let db = pool
@@ -163,35 +162,22 @@ async fn processor(o: Options, bin: &str) -> anyhow::Result<f64> {
             "publish failed"
         );
     }
-    let mut child = std::process::Command::new(bin)
-        .envs([
-            ("LIVEVOTE_PROCESSOR_LISTEN", "127.0.0.1:0".to_string()),
-            ("LIVEVOTE_DATABASE_URL", format!("{base}/{db}")),
-            ("LIVEVOTE_DATABASE_POOL", o.workers.to_string()),
-            ("LIVEVOTE_SQS_ENDPOINT", endpoint.clone()),
-            ("LIVEVOTE_QUEUE_NAME", name),
-            ("LIVEVOTE_LOG", "warn,livevote_processor=info".to_string()),
-            ("AWS_ACCESS_KEY_ID", "test".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {bin}"))?;
-    let stdout = child.stdout.take().context("processor stdout")?;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("livevote-processor listening") {
-                let _ = ready_tx.send(());
-            }
-        }
-    });
+    let env: Vec<(String, String)> = [
+        ("LIVEVOTE_PROCESSOR_LISTEN", "127.0.0.1:0".to_string()),
+        ("LIVEVOTE_DATABASE_URL", format!("{base}/{db}")),
+        ("LIVEVOTE_DATABASE_POOL", o.workers.to_string()),
+        ("LIVEVOTE_SQS_ENDPOINT", endpoint.clone()),
+        ("LIVEVOTE_QUEUE_NAME", name),
+        ("LIVEVOTE_LOG", "warn,livevote_processor=info".to_string()),
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     // The clock starts once the processor is up (connected, queue found), not at spawn.
-    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-        let _ = child.kill();
-        bail!("the processor did not start within 30 s");
-    }
+    let processor = livevote_memory::ServiceProcess::start(bin, &[], &env, "livevote-processor listening")?;
     let started = Instant::now();
     let want = i64::try_from(o.votes)?;
     let result = loop {
@@ -207,8 +193,7 @@ async fn processor(o: Options, bin: &str) -> anyhow::Result<f64> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(processor);
     let rate = result?;
     let store = PgVoteStore::new(pool, StoreConfig::default());
     let tallied: u64 = store

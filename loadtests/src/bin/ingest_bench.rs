@@ -19,9 +19,6 @@
 //! `LIVEVOTE_TEST_REDIS_URL`, `LIVEVOTE_TEST_SQS_ENDPOINT` (defaults: local).
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,44 +117,8 @@ async fn run_bare() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A server process; killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(mut command: Command, ready: &'static str) -> anyhow::Result<Server> {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting a server")?;
-    let stdout = child.stdout.take().context("server stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && v["message"] == ready
-            {
-                let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .with_context(|| format!("no {ready:?} line within 30 s"))?;
-    Ok(Server {
-        child,
-        addr: addr.parse()?,
-    })
-}
+/// A server process (killed on drop).
+type Server = livevote_memory::ServiceProcess;
 
 struct Round {
     /// Server CPU (user + system) per request, microseconds.
@@ -190,7 +151,7 @@ async fn drive(
     concurrency: usize,
 ) -> anyhow::Result<Round> {
     let url = format!("http://{}/api/v1/votes", server.addr);
-    let cpu_before = cpu_time(server.child.id());
+    let cpu_before = cpu_time(server.pid());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(30))
@@ -222,7 +183,7 @@ async fn drive(
                 latencies.push(sent.elapsed());
                 ensure!(status == StatusCode::ACCEPTED, "HTTP {status}: {text}");
                 let v: serde_json::Value = serde_json::from_str(&text)?;
-                accepted.push(v["voteId"].as_str().unwrap_or_default().to_string());
+                accepted.push(v["voteId"].as_str().context("a 202 without voteId")?.to_string());
             }
             anyhow::Ok((latencies, accepted))
         }));
@@ -235,7 +196,7 @@ async fn drive(
         accepted.extend(a);
     }
     let elapsed = started.elapsed();
-    let cpu = cpu_time(server.child.id()).saturating_sub(cpu_before);
+    let cpu = cpu_time(server.pid()).saturating_sub(cpu_before);
     latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     Ok(Round {
@@ -256,7 +217,7 @@ async fn open_loop(server: &Server, requests: Vec<(String, String)>, rate: f64) 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let cpu_before = cpu_time(server.child.id());
+    let cpu_before = cpu_time(server.pid());
     let start = tokio::time::Instant::now() + Duration::from_millis(100);
     let mut tasks = Vec::with_capacity(requests.len());
     for (i, (token, body)) in requests.into_iter().enumerate() {
@@ -275,7 +236,8 @@ async fn open_loop(server: &Server, requests: Vec<(String, String)>, rate: f64) 
             let text = response.text().await?;
             ensure!(status == StatusCode::ACCEPTED, "HTTP {status}: {text}");
             let v: serde_json::Value = serde_json::from_str(&text)?;
-            anyhow::Ok((at.elapsed(), v["voteId"].as_str().unwrap_or_default().to_string()))
+            let id = v["voteId"].as_str().context("a 202 without voteId")?.to_string();
+            anyhow::Ok((at.elapsed(), id))
         }));
     }
     let mut latencies = Vec::with_capacity(tasks.len());
@@ -286,7 +248,7 @@ async fn open_loop(server: &Server, requests: Vec<(String, String)>, rate: f64) 
         accepted.push(id);
     }
     let elapsed = start.elapsed();
-    let cpu = cpu_time(server.child.id()).saturating_sub(cpu_before);
+    let cpu = cpu_time(server.pid()).saturating_sub(cpu_before);
     latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     Ok(Round {
@@ -362,8 +324,7 @@ async fn main() -> anyhow::Result<()> {
 
     let redis_url =
         std::env::var("LIVEVOTE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
-    let mut ingestion = Command::new(&o.ingestion_bin);
-    ingestion.envs([
+    let ingestion_env: Vec<(String, String)> = [
         ("LIVEVOTE_INGESTION_LISTEN", "127.0.0.1:0".to_string()),
         ("LIVEVOTE_DATABASE_URL", format!("{base}/{db}")),
         ("LIVEVOTE_REDIS_URL", redis_url),
@@ -385,11 +346,18 @@ async fn main() -> anyhow::Result<()> {
         ("AWS_ACCESS_KEY_ID", "test".to_string()),
         ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
         ("AWS_REGION", "us-east-1".to_string()),
-    ]);
-    let full = spawn(ingestion, "livevote-ingestion listening")?;
-    let mut bare_cmd = Command::new(std::env::current_exe()?);
-    bare_cmd.arg("bare");
-    let bare = spawn(bare_cmd, "bare listening")?;
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let full = Server::start(
+        &o.ingestion_bin,
+        &[],
+        &ingestion_env,
+        "livevote-ingestion listening",
+    )?;
+    let this = std::env::current_exe()?;
+    let bare = Server::start(&this.to_string_lossy(), &["bare"], &[], "bare listening")?;
 
     let total = o.votes * o.rounds;
     eprintln!("signing {total} tokens (one viewer each)");

@@ -5,11 +5,9 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -231,77 +229,18 @@ impl Stack {
     }
 }
 
-/// A running `livevote-ingestion` process; killed on drop.
-pub struct Ingestion {
-    child: Child,
-    pub addr: SocketAddr,
-    pub logs: Arc<Mutex<Vec<String>>>,
-}
+/// A running `livevote-ingestion`; killed on drop.
+pub type Ingestion = livevote_memory::ServiceProcess;
 
-impl Ingestion {
-    pub fn start(env: &[(String, String)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_livevote-ingestion"))
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start livevote-ingestion");
-        let stdout = child.stdout.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "livevote-ingestion listening"
-                {
-                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr.parse().unwrap(),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("livevote-ingestion did not start: {:#?}", logs.lock().unwrap());
-            }
-        };
-        Self { child, addr, logs }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// Sends SIGTERM and waits for the process to exit.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "no exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn log_lines(&self) -> Vec<String> {
-        self.logs.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Ingestion {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `livevote-ingestion` with `env` and waits until it listens.
+pub fn start_ingestion(env: &[(String, String)]) -> Ingestion {
+    Ingestion::start(
+        env!("CARGO_BIN_EXE_livevote-ingestion"),
+        &[],
+        env,
+        "livevote-ingestion listening",
+    )
+    .expect("livevote-ingestion starts")
 }
 
 pub fn http() -> reqwest::Client {
