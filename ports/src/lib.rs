@@ -36,4 +36,6 @@ pub use queue::{
     AckReport, Delivery, DeliveryContent, DeliveryTag, PoisonReason, QueueError, QueueInspector, QueueStats,
     VoteQueue, VoteSource,
 };
-pub use store::{HourlyCount, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteStore};
+pub use store::{
+    HourlyCount, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteActivity, VoteStore,
+};

@@ -78,6 +78,16 @@ pub struct HourlyCount {
     pub votes: u64,
 }
 
+/// When an election's stored votes were accepted: first, last, and the
+/// busiest UTC minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VoteActivity {
+    pub first_vote_at: Option<Timestamp>,
+    pub last_vote_at: Option<Timestamp>,
+    /// The start of the minute with the most votes (the earliest on a tie) and its count.
+    pub peak_minute: Option<(Timestamp, u64)>,
+}
+
 /// Stores votes.
 pub trait VoteStore: Send + Sync + 'static {
     /// Stores a batch in ONE transaction: each vote is inserted unless its id
@@ -126,4 +136,11 @@ pub trait VoteStore: Send + Sync + 'static {
         &self,
         election: ElectionId,
     ) -> impl Future<Output = Result<Vec<HourlyCount>, StoreError>> + Send;
+
+    /// First and last acceptance time and the peak minute of the stored votes.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    fn activity(&self, election: ElectionId)
+    -> impl Future<Output = Result<VoteActivity, StoreError>> + Send;
 }

@@ -17,7 +17,7 @@ use livevote_domain::{
 };
 use livevote_ports::{
     AdminAction, AdminError, AuditEntry, CatalogError, ElectionAdmin, ElectionCatalog, HourlyCount, Page,
-    PageRequest, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteStore,
+    PageRequest, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteActivity, VoteStore,
 };
 
 use livevote_ports::Clock;
@@ -352,6 +352,35 @@ impl VoteStore for MemoryDatabase {
             .into_iter()
             .map(|(hour, votes)| HourlyCount { hour, votes })
             .collect())
+    }
+
+    async fn activity(&self, election: ElectionId) -> Result<VoteActivity, StoreError> {
+        if !self.check_up() {
+            return Err(StoreError::Unavailable(down()));
+        }
+        let state = self.lock();
+        let mut activity = VoteActivity::default();
+        let mut minutes: std::collections::BTreeMap<Timestamp, u64> = std::collections::BTreeMap::new();
+        for v in state
+            .votes
+            .values()
+            .filter(|v| v.record.vote.election_id == election)
+        {
+            let at = v.record.vote.accepted_at;
+            activity.first_vote_at = Some(activity.first_vote_at.map_or(at, |f| f.min(at)));
+            activity.last_vote_at = Some(activity.last_vote_at.map_or(at, |l| l.max(at)));
+            let minute = at
+                .duration_trunc(chrono::TimeDelta::minutes(1))
+                .map_err(|e| StoreError::Unknown(anyhow::anyhow!("minute of {at}: {e}")))?;
+            *minutes.entry(minute).or_default() += 1;
+        }
+        // Ascending minutes, so keeping only strictly larger counts picks the earliest on a tie.
+        for (minute, n) in minutes {
+            if activity.peak_minute.is_none_or(|(_, best)| n > best) {
+                activity.peak_minute = Some((minute, n));
+            }
+        }
+        Ok(activity)
     }
 }
 

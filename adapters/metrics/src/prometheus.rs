@@ -94,6 +94,17 @@ impl Metrics for PrometheusMetrics {
                 1,
             ),
             MetricEvent::QueueLag { lag } => self.seconds("livevote_queue_lag_seconds", lag),
+            MetricEvent::ResultsRead { election: e } => {
+                self.count("livevote_results_reads_total", election(&e), 1);
+            }
+            MetricEvent::ResultStreams { open } => {
+                self.recorder
+                    .register_gauge(
+                        &Key::from_parts("livevote_results_streams_open", vec![]),
+                        &METADATA,
+                    )
+                    .set(open as f64);
+            }
             MetricEvent::VoteReplayed => self.count("livevote_votes_replayed_total", vec![], 1),
             MetricEvent::ConfirmMissed => self.count("livevote_confirms_missed_total", vec![], 1),
             MetricEvent::ClaimReleased => self.count("livevote_claims_released_total", vec![], 1),

@@ -22,7 +22,7 @@ use livevote_domain::{
     AcceptedVote, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId,
 };
 use livevote_ports::{
-    HourlyCount, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteStore,
+    HourlyCount, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteActivity, VoteStore,
 };
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -419,5 +419,36 @@ impl VoteStore for PgVoteStore {
                 })
             })
             .collect()
+    }
+
+    async fn activity(&self, election: ElectionId) -> Result<VoteActivity, StoreError> {
+        let row = sqlx::query("SELECT min(accepted_at), max(accepted_at) FROM votes WHERE election_id = $1")
+            .bind(election.as_uuid())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let peak = sqlx::query(
+            "SELECT date_trunc('minute', accepted_at, 'UTC') AS minute, count(*)::int8 AS n
+             FROM votes WHERE election_id = $1 GROUP BY 1 ORDER BY n DESC, minute LIMIT 1",
+        )
+        .bind(election.as_uuid())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let peak_minute = match peak {
+            Some(row) => {
+                let n: i64 = row.get(1);
+                Some((
+                    row.get(0),
+                    u64::try_from(n).map_err(|e| corrupt("minute count", e))?,
+                ))
+            }
+            None => None,
+        };
+        Ok(VoteActivity {
+            first_vote_at: row.get(0),
+            last_vote_at: row.get(1),
+            peak_minute,
+        })
     }
 }

@@ -324,6 +324,56 @@ fn decode_election(f: &HashMap<String, String>) -> anyhow::Result<Election> {
     Election::restore(parts).context("cached election")
 }
 
+/// Follows any change feed (this adapter's or another) until `shutdown` resolves, handing every change to
+/// `on_change`. When the feed fails it resubscribes with backoff (100 ms
+/// doubling to 5 s); every (re)subscription is reported as
+/// [`ElectionChange::Resync`], since changes may have been missed meanwhile.
+pub async fn follow_changes<F: ElectionChangeFeed>(
+    feed: &F,
+    mut on_change: impl FnMut(ElectionChange) + Send,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        let subscribed = tokio::select! {
+            () = &mut shutdown => return,
+            s = feed.subscribe() => s,
+        };
+        let mut changes = match subscribed {
+            Ok(changes) => {
+                backoff = std::time::Duration::from_millis(100);
+                on_change(ElectionChange::Resync);
+                changes
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "election change feed unavailable");
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                () = &mut shutdown => return,
+                next = changes.next() => next,
+            };
+            match next {
+                Some(change) => {
+                    if let ElectionChange::Changed { election_id, kind } = change {
+                        tracing::debug!(%election_id, kind = kind.as_str(), "election changed");
+                    }
+                    on_change(change);
+                }
+                None => break,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

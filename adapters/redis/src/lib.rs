@@ -69,7 +69,7 @@ use livevote_domain::TallyShard;
 use livevote_ports::DedupError;
 
 pub use dedup::{CONFIRM_LUA, RELEASE_LUA, REPLACE_LUA};
-pub use elections::{CACHE_LUA, RedisChanges, RedisElectionCache};
+pub use elections::{CACHE_LUA, RedisChanges, RedisElectionCache, follow_changes};
 
 /// How to reach Redis and how to lay out keys.
 #[derive(Debug, Clone)]

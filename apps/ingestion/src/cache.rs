@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use livevote_domain::{Election, ElectionId};
-use livevote_ports::{CatalogError, ElectionCatalog, ElectionChange, ElectionChangeFeed, ElectionChanges};
+use livevote_ports::{CatalogError, ElectionCatalog, ElectionChange, ElectionChangeFeed};
 use tokio::time::Instant;
 
 /// Cache settings.
@@ -179,44 +179,15 @@ impl<C: ElectionCatalog> ElectionCache<C> {
         feed: &F,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
-        tokio::pin!(shutdown);
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let subscribed = tokio::select! {
-                () = &mut shutdown => return,
-                s = feed.subscribe() => s,
-            };
-            let mut changes = match subscribed {
-                Ok(changes) => {
-                    backoff = Duration::from_millis(100);
-                    self.invalidate_all();
-                    changes
-                }
-                Err(error) => {
-                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "election change feed unavailable");
-                    tokio::select! {
-                        () = &mut shutdown => return,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            };
-            loop {
-                let next = tokio::select! {
-                    () = &mut shutdown => return,
-                    next = changes.next() => next,
-                };
-                match next {
-                    Some(ElectionChange::Changed { election_id, kind }) => {
-                        tracing::debug!(%election_id, kind = kind.as_str(), "election changed");
-                        self.invalidate(election_id);
-                    }
-                    Some(ElectionChange::Resync) => self.invalidate_all(),
-                    None => break,
-                }
-            }
-        }
+        livevote_redis::follow_changes(
+            feed,
+            |change| match change {
+                ElectionChange::Changed { election_id, .. } => self.invalidate(election_id),
+                ElectionChange::Resync => self.invalidate_all(),
+            },
+            shutdown,
+        )
+        .await;
     }
 }
 

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use livevote_domain::{
     CandidateId, Election, ElectionId, ElectionStatus, Percentage, ReconciliationCounts, Tally, Timestamp,
-    Verdict,
+    Verdict, VoteId, VoterId,
 };
 use livevote_ports::{
-    CatalogError, Clock, DedupError, ElectionCatalog, LiveTallies, QueueError, QueueInspector, StoreError,
-    VoteStore,
+    CatalogError, ClaimState, Clock, DedupError, ElectionCatalog, HourlyCount, LiveTallies, QueueError,
+    QueueInspector, StoreError, VoteDedup, VoteStore,
 };
 
 /// Why results or reconciliation could not be read.
@@ -111,6 +111,40 @@ impl Reconciliation {
     pub fn allows_final(&self) -> bool {
         self.counts.allows_final()
     }
+}
+
+/// Audience figures of one election, for auditors and producers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statistics {
+    pub election_id: ElectionId,
+    /// Effective status when read.
+    pub status: ElectionStatus,
+    /// `A`: votes answered 202 (live).
+    pub accepted: u64,
+    /// `P`: votes stored, one per voter: the number of viewers who voted.
+    pub persisted: u64,
+    /// Second votes of a voter dropped by the store.
+    pub duplicates: u64,
+    pub first_vote_at: Option<Timestamp>,
+    pub last_vote_at: Option<Timestamp>,
+    /// Stored votes per UTC hour of acceptance.
+    pub hourly: Vec<HourlyCount>,
+    /// The busiest UTC minute and its stored votes.
+    pub peak_minute: Option<(Timestamp, u64)>,
+    /// Stored votes per minute of the voting window so far (or in full once closed).
+    pub average_per_minute: f64,
+    pub generated_at: Timestamp,
+}
+
+/// Where a vote stands, for the voter who cast it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub vote_id: VoteId,
+    pub election_id: ElectionId,
+    pub candidate_id: Option<CandidateId>,
+    pub accepted_at: Timestamp,
+    /// When it reached the vote store; `None` while it is still on its way.
+    pub persisted_at: Option<Timestamp>,
 }
 
 struct Inner<C, T, S, Q, K> {
@@ -224,6 +258,40 @@ where
         })
     }
 
+    /// Audience figures: votes per hour, the peak minute, turnout.
+    ///
+    /// # Errors
+    /// [`ResultsError`].
+    pub async fn statistics(&self, id: ElectionId) -> Result<Statistics, ResultsError> {
+        let election = self.election(id).await?;
+        let now = self.inner.clock.now();
+        let accepted = Tally::for_election(&election, &self.inner.live.accepted_counts(id).await?).total();
+        let counts = self.inner.store.counts(id).await?;
+        let hourly = self.inner.store.hourly_counts(id).await?;
+        let activity = self.inner.store.activity(id).await?;
+        let window = election.window();
+        let end = window.end().min(now);
+        let minutes = (end - window.start()).num_milliseconds().max(0) as f64 / 60_000.0;
+        let average_per_minute = if minutes > 0.0 {
+            counts.persisted as f64 / minutes
+        } else {
+            0.0
+        };
+        Ok(Statistics {
+            election_id: id,
+            status: election.effective_status(now),
+            accepted,
+            persisted: counts.persisted,
+            duplicates: counts.duplicates,
+            first_vote_at: activity.first_vote_at,
+            last_vote_at: activity.last_vote_at,
+            hourly,
+            peak_minute: activity.peak_minute,
+            average_per_minute,
+            generated_at: now,
+        })
+    }
+
     /// Rebuilds an election's live accepted tallies from the persisted ones,
     /// after the live store lost its data (DESIGN.md invariant 6).
     ///
@@ -244,6 +312,18 @@ where
             tally: Tally::for_election(&election, &counts),
             queue_was_drained,
         })
+    }
+
+    /// The persisted tallies of an election, read from the vote store whatever
+    /// the election's state (auditors' export).
+    ///
+    /// # Errors
+    /// [`ResultsError`].
+    pub async fn persisted(&self, id: ElectionId) -> Result<(Arc<Election>, Tally), ResultsError> {
+        let election = self.election(id).await?;
+        let counts = self.inner.store.persisted_tallies(id).await?;
+        let tally = Tally::for_election(&election, &counts);
+        Ok((Arc::new(election), tally))
     }
 
     /// Accepted vs persisted vs dropped vs dead-lettered vs in flight.
@@ -297,5 +377,59 @@ where
             per_candidate,
             generated_at: now,
         })
+    }
+}
+
+impl<C, T, S, Q, K> ResultsService<C, T, S, Q, K>
+where
+    C: ElectionCatalog,
+    T: LiveTallies + VoteDedup,
+    S: VoteStore,
+    Q: QueueInspector,
+    K: Clock,
+{
+    /// The receipt of `vote_id` if `voter` cast it. A stored vote answers
+    /// from the vote store; a vote still on its way is found through the
+    /// voter's claim in `election` when the caller names it. Another voter's
+    /// vote is `None`, exactly like an unknown one.
+    ///
+    /// # Errors
+    /// [`ResultsError::Unavailable`].
+    pub async fn receipt(
+        &self,
+        vote_id: VoteId,
+        voter: &VoterId,
+        election: Option<ElectionId>,
+    ) -> Result<Option<Receipt>, ResultsError> {
+        if let Some(stored) = self.inner.store.find_vote(vote_id).await? {
+            let vote = &stored.record.vote;
+            if &vote.voter_id != voter {
+                return Ok(None);
+            }
+            return Ok(Some(Receipt {
+                vote_id,
+                election_id: vote.election_id,
+                candidate_id: Some(vote.candidate_id),
+                accepted_at: vote.accepted_at,
+                persisted_at: Some(stored.persisted_at),
+            }));
+        }
+        let Some(election) = election else {
+            return Ok(None);
+        };
+        // Only a confirmed claim is an accepted vote: a pending one may still fail to publish.
+        Ok(self
+            .inner
+            .live
+            .lookup(election, voter)
+            .await?
+            .filter(|claim| claim.vote_id == vote_id && claim.state == ClaimState::Accepted)
+            .map(|claim| Receipt {
+                vote_id,
+                election_id: election,
+                candidate_id: None,
+                accepted_at: claim.accepted_at,
+                persisted_at: None,
+            }))
     }
 }

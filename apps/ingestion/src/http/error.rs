@@ -6,40 +6,15 @@
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use livevote_domain::{Rejection, Timestamp, VoteId};
+use livevote_http::error::ErrorReply;
 use livevote_ports::TokenError;
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::service::CastVoteError;
 
-use super::context;
-
-/// The error body.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorBody {
-    /// Stable, machine-readable: `INVALID_REQUEST`, `INVALID_TOKEN`, `TOKEN_EXPIRED`, `CAPTCHA_FAILED`,
-    /// `ELECTION_NOT_FOUND`, `CANDIDATE_NOT_FOUND`, `ELECTION_NOT_ACTIVE`, `ELECTION_CLOSED`,
-    /// `DUPLICATE_VOTE`, `PAYLOAD_TOO_LARGE`, `UNSUPPORTED_MEDIA_TYPE`, `RATE_LIMITED`, `UNAVAILABLE`,
-    /// `NOT_FOUND`, `METHOD_NOT_ALLOWED`, `INTERNAL`.
-    #[schema(example = "DUPLICATE_VOTE")]
-    pub code: &'static str,
-    /// For people; wording may change.
-    pub message: String,
-    /// The request id (`x-request-id`), also in every log line of the request.
-    pub trace_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub details: Option<serde_json::Value>,
-}
-
-/// Why an unexpected failure happened, for the log line of the middleware.
-#[derive(Debug, Clone)]
-pub struct ErrorCause(pub String);
+pub use livevote_http::error::{ErrorBody, ErrorCause, retry_seconds};
 
 /// An API refusal.
 #[derive(Debug)]
@@ -154,12 +129,9 @@ impl ApiError {
             ApiError::InvalidRequest { field: Some(f), .. } => Some(serde_json::json!({ "field": f })),
             ApiError::DuplicateVote { vote_id, accepted_at } => Some(serde_json::json!({
                 "voteId": vote_id.to_string(),
-                "acceptedAt": super::votes::rfc3339(accepted_at),
+                "acceptedAt": livevote_http::rfc3339(accepted_at),
             })),
             ApiError::PayloadTooLarge { limit } => Some(serde_json::json!({ "limitBytes": limit })),
-            ApiError::RateLimited { retry_after } | ApiError::Unavailable { retry_after, .. } => {
-                Some(serde_json::json!({ "retryAfterSeconds": retry_seconds(*retry_after) }))
-            }
             _ => None,
         }
     }
@@ -172,11 +144,6 @@ impl ApiError {
             _ => None,
         }
     }
-}
-
-/// Whole seconds for `Retry-After`, rounded up, at least 1.
-pub fn retry_seconds(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0).max(u64::from(d.is_zero()))
 }
 
 impl From<TokenError> for ApiError {
@@ -225,36 +192,16 @@ impl From<CastVoteError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let body = ErrorBody {
-            code: self.code(),
-            message: self.message(),
-            trace_id: context::trace_id(),
-            details: self.details(),
-        };
-        let mut response = (status, Json(body)).into_response();
+        let mut reply = ErrorReply::new(self.status(), self.code(), self.message());
+        if let Some(details) = self.details() {
+            reply = reply.details(details);
+        }
         if let Some(after) = self.retry_after() {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_seconds(after)));
+            reply = reply.retry_after(after);
         }
         if let ApiError::Unavailable { cause, .. } = self {
-            response.extensions_mut().insert(ErrorCause(cause));
+            reply = reply.cause(cause);
         }
-        response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_rounds_up_to_whole_seconds() {
-        assert_eq!(retry_seconds(Duration::ZERO), 1);
-        assert_eq!(retry_seconds(Duration::from_millis(1)), 1);
-        assert_eq!(retry_seconds(Duration::from_secs(1)), 1);
-        assert_eq!(retry_seconds(Duration::from_millis(1001)), 2);
-        assert_eq!(retry_seconds(Duration::from_secs(30)), 30);
+        reply.into_response()
     }
 }

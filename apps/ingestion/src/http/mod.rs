@@ -9,42 +9,35 @@
 //! to the network hops of a vote.
 
 pub mod client_ip;
-pub mod context;
 pub mod error;
 mod health;
-pub mod server;
 pub mod votes;
 
-use std::future::Future;
-use std::pin::Pin;
+pub use livevote_http::{context, server};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::http::Method;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use livevote_domain::{ElectionId, VoterId};
-use livevote_ports::{
-    Clock, ElectionCatalog, HumanCheck, MetricEvent, Metrics, Principal, TokenError, TokenVerifier, VoteDedup,
-};
-use tracing::Instrument;
+use livevote_http::observe::{Observer, observe};
+use livevote_ports::{Clock, ElectionCatalog, HumanCheck, Metrics, VoteDedup};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::ratelimit::RateLimits;
 use crate::service::{CastReceipt, CastVote, CastVoteError, CastVoteService, MyVote};
-use context::{REQUEST_ID, RequestId};
-use error::{ApiError, ErrorCause};
+use error::ApiError;
 
-pub use health::{Check, ReadinessCheck};
-
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use livevote_http::BoxFuture;
+pub use livevote_http::bearer::Tokens;
+pub use livevote_http::health::{Check, ReadinessCheck};
 
 /// The cast-vote use case as the handlers see it.
 pub trait Voting: Send + Sync + 'static {
@@ -74,17 +67,6 @@ where
         voter: VoterId,
     ) -> BoxFuture<'_, Result<Option<MyVote>, CastVoteError>> {
         Box::pin(async move { CastVoteService::my_vote(self, election, &voter).await })
-    }
-}
-
-/// Token verification as the handlers see it.
-pub trait Tokens: Send + Sync + 'static {
-    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Principal, TokenError>>;
-}
-
-impl<T: TokenVerifier> Tokens for T {
-    fn verify<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Principal, TokenError>> {
-        Box::pin(TokenVerifier::verify(self, token))
     }
 }
 
@@ -183,7 +165,14 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(Observer {
+                metrics: state.metrics.clone(),
+                request_timeout: state.request_timeout,
+                route_label,
+            }),
+            observe,
+        ))
         .with_state(state)
 }
 
@@ -204,53 +193,4 @@ fn route_label(method: &Method, path: Option<&str>) -> &'static str {
         (_, Some("/api-docs/openapi.json")) => "openapi",
         _ => "other",
     }
-}
-
-/// Request id, trace span, request timeout, latency metric, and the one
-/// log line of an unexpected failure.
-async fn observe(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let id = context::request_id(request.headers());
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let route = route_label(
-        request.method(),
-        request.extensions().get::<MatchedPath>().map(MatchedPath::as_str),
-    );
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), route);
-    let timeout = app.request_timeout;
-    let mut response = context::scope(id.clone(), async move {
-        match tokio::time::timeout(timeout, next.run(request)).await {
-            Ok(response) => response,
-            Err(_) => ApiError::Unavailable {
-                message: "the request took too long; retry shortly",
-                retry_after: Duration::from_secs(1),
-                cause: format!("request timed out after {} ms", timeout.as_millis()),
-            }
-            .into_response(),
-        }
-    })
-    .instrument(span.clone())
-    .await;
-    let status = response.status();
-    let _entered = span.enter();
-    if let Some(ErrorCause(cause)) = response.extensions().get::<ErrorCause>() {
-        tracing::warn!(status = status.as_u16(), %cause, "request failed");
-    } else if status.is_server_error() {
-        tracing::error!(status = status.as_u16(), "request failed");
-    } else {
-        tracing::debug!(
-            status = status.as_u16(),
-            latency_us = started.elapsed().as_micros() as u64,
-            "request"
-        );
-    }
-    app.metrics.record(MetricEvent::HttpRequest {
-        route,
-        status: status.as_u16(),
-        latency: started.elapsed(),
-    });
-    if let Ok(value) = HeaderValue::from_str(id.as_str()) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    response
 }

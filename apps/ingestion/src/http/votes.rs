@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use livevote_domain::{CandidateId, ElectionId, IdempotencyKey, Timestamp};
+use livevote_domain::{CandidateId, ElectionId, IdempotencyKey};
 use livevote_ports::{MetricEvent, Principal, RejectReason};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -67,22 +67,7 @@ pub struct VoteStatus {
     pub accepted_at: Option<String>,
 }
 
-/// RFC 3339 in UTC with microseconds, as every timestamp of the API.
-pub fn rfc3339(t: &Timestamp) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::InvalidToken)?;
-    let (scheme, token) = value.split_once(' ').ok_or(ApiError::InvalidToken)?;
-    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
-        return Err(ApiError::InvalidToken);
-    }
-    Ok(token.trim())
-}
+pub use livevote_http::rfc3339;
 
 impl AppState {
     fn peer_ip(&self, peer: Option<&PeerAddr>, headers: &HeaderMap) -> Option<IpAddr> {
@@ -99,7 +84,10 @@ impl AppState {
     }
 
     async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
-        let token = bearer(headers).inspect_err(|_| self.unauthorized())?;
+        let Some(token) = livevote_http::bearer::bearer(headers) else {
+            self.unauthorized();
+            return Err(ApiError::InvalidToken);
+        };
         self.tokens.verify(token).await.map_err(|e| {
             if !matches!(e, livevote_ports::TokenError::KeysUnavailable(_)) {
                 self.unauthorized();
@@ -377,17 +365,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn bearer_tokens() {
-        let mut h = HeaderMap::new();
-        assert!(bearer(&h).is_err());
-        h.insert(header::AUTHORIZATION, "Bearer abc.def.ghi".parse().unwrap());
-        assert_eq!(bearer(&h).unwrap(), "abc.def.ghi");
-        h.insert(header::AUTHORIZATION, "Basic dXNlcjpwYXNz".parse().unwrap());
-        assert!(bearer(&h).is_err());
-        h.insert(header::AUTHORIZATION, "Bearer ".parse().unwrap());
-        assert!(bearer(&h).is_err());
     }
 }

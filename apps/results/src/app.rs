@@ -1,0 +1,243 @@
+//! Wiring: configuration -> adapters -> results and admin services -> the
+//! shared results cache and feeds -> HTTP router, and the orderly shutdown.
+//!
+//! Shutdown order: readiness turns 503 (`draining`), open streams end, the
+//! listener stops accepting and requests in flight finish (bounded by the
+//! grace period); then background tasks stop, CloudWatch is flushed, Redis
+//! closes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use livevote_auth0::{JwksConfig, JwksVerifier};
+use livevote_http::health::{ReadinessCheck, check};
+use livevote_http::server::{ServeConfig, serve};
+use livevote_memory::SystemClock;
+use livevote_metrics::{FlushTask, Telemetry};
+use livevote_ports::{ElectionChange, MetricEvent, Metrics, QueueInspector};
+use livevote_postgres::{PgElections, PgVoteStore, StoreConfig};
+use livevote_redis::{RedisConfig, RedisElectionCache, RedisStore};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::admin::AdminService;
+use crate::config::Config;
+use crate::http::{AppState, Reads, StreamConfig, router};
+use crate::live::{LiveResults, Source};
+use crate::service::ResultsService;
+
+/// A built results service, listening, not yet serving.
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    serve: ServeConfig,
+    draining: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    background: Vec<JoinHandle<()>>,
+    cloudwatch: Option<FlushTask>,
+    redis: RedisStore,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("addr", &self.local_addr())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Connects the adapters and binds the listener.
+    ///
+    /// # Errors
+    /// When a dependency cannot be set up (Redis unreachable, the queue
+    /// unknown, the address taken); the message names what to fix.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let pool = livevote_postgres::connect_lazy(&config.database_url, config.database_pool)
+            .context("LIVEVOTE_DATABASE_URL")?;
+        let redis = RedisStore::connect(RedisConfig {
+            url: config.redis_url.clone(),
+            pool_size: config.redis_pool,
+            key_prefix: config.redis_prefix.clone(),
+            ..RedisConfig::default()
+        })
+        .await
+        .with_context(|| format!("Redis at {} (LIVEVOTE_REDIS_URL)", config.redis_url))?;
+        let queue = livevote_sqs::open_queue(config.sqs_endpoint.as_deref(), &config.queue_name)
+            .await
+            .context("LIVEVOTE_QUEUE_NAME / LIVEVOTE_SQS_ENDPOINT")?;
+        let (telemetry, flusher) = Telemetry::build(
+            config.cloudwatch_namespace.as_deref(),
+            config.cloudwatch_endpoint.as_deref(),
+        )
+        .await;
+        let prometheus = telemetry.prometheus.clone();
+        let tokens = JwksVerifier::new(JwksConfig {
+            leeway: config.jwt_leeway,
+            ..JwksConfig::new(&config.jwks_url, &config.jwt_issuer, &config.jwt_audience)
+        })
+        .context("building the JWKS client")?;
+        if let Err(error) = tokens.refresh().await {
+            // Not fatal: public results need no token; readiness says so.
+            tracing::warn!(%error, "JWKS not loaded yet (LIVEVOTE_JWKS_URL)");
+        }
+
+        let elections = PgElections::new(pool.clone());
+        let catalog = RedisElectionCache::new(redis.clone(), elections.clone());
+        let store = PgVoteStore::new(pool.clone(), StoreConfig::default());
+        let reads: Arc<dyn Reads> = Arc::new(ResultsService::new(
+            catalog.clone(),
+            redis.clone(),
+            store,
+            queue.clone(),
+            SystemClock,
+        ));
+        let admin = Arc::new(AdminService::new(elections, catalog, SystemClock));
+
+        let source: Source = {
+            let reads = reads.clone();
+            let metrics = telemetry.clone();
+            Arc::new(move |id| {
+                let reads = reads.clone();
+                metrics.record(MetricEvent::ResultsRead { election: id });
+                Box::pin(async move { reads.results(id).await })
+            })
+        };
+        let live = Arc::new(LiveResults::new(
+            source,
+            config.results_cache,
+            config.results_poll,
+        ));
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut background = vec![
+            {
+                // Histogram samples pile up until folded; scrapes may be rare or absent.
+                let prometheus = prometheus.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(Duration::from_secs(5));
+                    loop {
+                        tick.tick().await;
+                        prometheus.run_upkeep();
+                    }
+                })
+            },
+            tokens.spawn_refresh(config.jwks_refresh),
+        ];
+        background.push({
+            let (feed, live) = (redis.clone(), live.clone());
+            tokio::spawn(async move {
+                livevote_redis::follow_changes(
+                    &feed,
+                    |change| match change {
+                        ElectionChange::Changed { election_id, .. } => live.invalidate(election_id),
+                        ElectionChange::Resync => live.invalidate_all(),
+                    },
+                    std::future::pending(),
+                )
+                .await;
+            })
+        });
+
+        let readiness: Arc<[Arc<dyn ReadinessCheck>]> = Arc::new([
+            check("postgres", move || {
+                let pool = pool.clone();
+                async move { livevote_postgres::ping(&pool).await }
+            }),
+            {
+                let redis = redis.clone();
+                check("redis", move || {
+                    let redis = redis.clone();
+                    async move { redis.ping().await.map_err(|e| e.to_string()) }
+                })
+            },
+            check("queue", move || {
+                let queue = queue.clone();
+                async move { queue.stats().await.map(|_| ()).map_err(|e| e.to_string()) }
+            }),
+            {
+                let tokens = tokens.clone();
+                check("jwks", move || {
+                    let tokens = tokens.clone();
+                    async move {
+                        if tokens.key_count() > 0 {
+                            Ok(())
+                        } else {
+                            tokens.refresh().await.map(|_| ())
+                        }
+                    }
+                })
+            },
+        ]);
+
+        let draining = Arc::new(AtomicBool::new(false));
+        let state = AppState {
+            reads,
+            admin,
+            tokens: Arc::new(tokens),
+            live,
+            streams: Arc::new(Semaphore::new(config.max_streams)),
+            max_streams: config.max_streams,
+            stream: StreamConfig {
+                heartbeat: config.heartbeat,
+                ..StreamConfig::default()
+            },
+            metrics: Arc::new(telemetry),
+            render_metrics: Arc::new(move || prometheus.render()),
+            readiness,
+            draining: draining.clone(),
+            stop: stop_rx,
+            request_timeout: config.request_timeout,
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {} (LIVEVOTE_RESULTS_LISTEN)", config.listen))?;
+        Ok(Self {
+            listener,
+            router: router(state),
+            serve: ServeConfig {
+                header_read_timeout: config.header_timeout,
+                shutdown_grace: config.shutdown_grace,
+                ..ServeConfig::default()
+            },
+            draining,
+            stop: stop_tx,
+            background,
+            cloudwatch: flusher,
+            redis,
+        })
+    }
+
+    /// The address the service listens on (the port, when configured as 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down in order (see the module docs).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let draining = self.draining.clone();
+        let stop = self.stop;
+        let signal = async move {
+            shutdown.await;
+            draining.store(true, Ordering::SeqCst);
+            stop.send_replace(true);
+            tracing::info!("shutting down: streams closed, finishing requests in flight");
+        };
+        serve(self.listener, self.router, self.serve, signal).await;
+        for task in &self.background {
+            task.abort();
+        }
+        if let Some(flusher) = self.cloudwatch {
+            flusher.shutdown().await;
+        }
+        self.redis.close().await;
+        tracing::info!("stopped");
+    }
+}

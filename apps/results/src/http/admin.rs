@@ -1,0 +1,601 @@
+//! Election administration (`elections:admin`). Every change is audited
+//! with the caller's `sub` and announced to every instance.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use livevote_domain::{
+    ActorId, CandidateDraft, CandidateId, CandidateName, Description, Election, ElectionEdit, ElectionStatus,
+    NewElection, Party, ResultsVisibility, Timestamp, Title, VotingWindow,
+};
+use livevote_http::error::ErrorBody;
+use livevote_http::rfc3339;
+use livevote_ports::{PageRequest, Permission, Principal};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ApiError;
+use super::{AppState, election_id, json_body, path_id};
+
+/// A candidate.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CandidateDoc {
+    pub candidate_id: String,
+    pub name: String,
+    pub party: Option<String>,
+}
+
+/// An election as admins see it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ElectionDoc {
+    pub election_id: String,
+    pub title: String,
+    pub description: String,
+    pub starts_at: String,
+    pub ends_at: String,
+    /// The status as stored.
+    pub status: &'static str,
+    /// The status now, with the voting window applied (a SCHEDULED election is ACTIVE from its start).
+    pub effective_status: &'static str,
+    /// `LIVE` or `HIDDEN` (embargoed).
+    pub results_visibility: &'static str,
+    pub captcha_required: bool,
+    /// Grows with every change.
+    pub version: u64,
+    pub created_at: String,
+    pub candidates: Vec<CandidateDoc>,
+}
+
+pub fn election_doc(e: &Election) -> ElectionDoc {
+    ElectionDoc {
+        election_id: e.id().to_string(),
+        title: e.title().as_str().to_owned(),
+        description: e.description().as_str().to_owned(),
+        starts_at: rfc3339(&e.window().start()),
+        ends_at: rfc3339(&e.window().end()),
+        status: e.stored_status().as_str(),
+        effective_status: e.effective_status(chrono::Utc::now()).as_str(),
+        results_visibility: e.visibility().as_str(),
+        captcha_required: e.captcha_required(),
+        version: e.version(),
+        created_at: rfc3339(&e.created_at()),
+        candidates: e
+            .candidates()
+            .iter()
+            .map(|c| CandidateDoc {
+                candidate_id: c.id().to_string(),
+                name: c.name().as_str().to_owned(),
+                party: c.party().map(|p| p.as_str().to_owned()),
+            })
+            .collect(),
+    }
+}
+
+/// A page of elections.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ElectionPage {
+    pub content: Vec<ElectionDoc>,
+    pub page: u32,
+    pub size: u32,
+    pub total_elements: u64,
+    pub total_pages: u64,
+}
+
+/// Paging of lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// 0-based page number.
+    pub page: Option<String>,
+    /// Items per page, 1..=100 (default 20).
+    pub size: Option<String>,
+    /// Only elections whose effective status is this one.
+    pub status: Option<String>,
+}
+
+/// Reads `page` and `size` (0-based page, 1..=100 items).
+pub fn page_request(page: Option<&str>, size: Option<&str>) -> Result<PageRequest, ApiError> {
+    let page = match page {
+        None => 0,
+        Some(p) => p
+            .parse::<u32>()
+            .ok()
+            .filter(|p| *p <= 1_000_000)
+            .ok_or_else(|| ApiError::invalid_field("page", "page must be an integer from 0"))?,
+    };
+    let size = match size {
+        None => 20,
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|s| (1..=100).contains(s))
+            .ok_or_else(|| ApiError::invalid_field("size", "size must be an integer from 1 to 100"))?,
+    };
+    Ok(PageRequest { page, size })
+}
+
+fn status_param(field: &'static str, s: &str) -> Result<ElectionStatus, ApiError> {
+    ElectionStatus::parse(s).ok_or_else(|| {
+        ApiError::invalid_field(
+            field,
+            format!("{field} must be one of DRAFT, SCHEDULED, ACTIVE, CLOSED, CANCELLED; got {s:?}"),
+        )
+    })
+}
+
+async fn admin(app: &AppState, headers: &HeaderMap) -> Result<ActorId, ApiError> {
+    let p: Principal = app.require(headers, Permission::ElectionsAdmin).await?;
+    ActorId::parse(p.subject.as_str()).map_err(|_| ApiError::InvalidToken)
+}
+
+/// Elections, newest first.
+#[utoipa::path(get, path = "/api/v1/admin/elections", tag = "admin",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "a page of elections", body = ElectionPage),
+        (status = 400, description = "INVALID_REQUEST (page, size, status)", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<ElectionPage>, ApiError> {
+    admin(&app, &headers).await?;
+    let page = page_request(q.page.as_deref(), q.size.as_deref())?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| status_param("status", s))
+        .transpose()?;
+    let found = app.admin.list(status, page).await?;
+    Ok(Json(ElectionPage {
+        total_pages: found.total_pages(),
+        content: found.content.iter().map(election_doc).collect(),
+        page: found.page,
+        size: found.size,
+        total_elements: found.total_elements,
+    }))
+}
+
+/// A candidate to add or change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CandidateInput {
+    /// 1..=200 characters, unique in the election (case-insensitive).
+    pub name: String,
+    /// 1..=100 characters.
+    pub party: Option<String>,
+}
+
+fn candidate_draft(c: &CandidateInput) -> Result<CandidateDraft, ApiError> {
+    Ok(CandidateDraft {
+        name: CandidateName::parse(&c.name)
+            .map_err(|e| ApiError::invalid_field("name", format!("name: {e}")))?,
+        party: c
+            .party
+            .as_deref()
+            .map(Party::parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid_field("party", format!("party: {e}")))?,
+    })
+}
+
+fn time(field: &'static str, s: &str) -> Result<Timestamp, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| ApiError::invalid_field(field, format!("{field} must be an RFC 3339 time: {e}")))
+}
+
+fn window(start: Timestamp, end: Timestamp) -> Result<VotingWindow, ApiError> {
+    VotingWindow::new(start, end).map_err(|e| ApiError::invalid_field("endsAt", e.to_string()))
+}
+
+fn visibility(field: &'static str, s: &str) -> Result<ResultsVisibility, ApiError> {
+    ResultsVisibility::parse(s)
+        .ok_or_else(|| ApiError::invalid_field(field, format!("{field} must be LIVE or HIDDEN; got {s:?}")))
+}
+
+/// A new election.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateElection {
+    /// 3..=200 characters.
+    pub title: String,
+    /// Up to 2000 characters.
+    pub description: Option<String>,
+    /// RFC 3339.
+    pub starts_at: String,
+    /// RFC 3339, after `startsAt`.
+    pub ends_at: String,
+    /// 2..=50 candidates.
+    pub candidates: Vec<CandidateInput>,
+    /// `LIVE` (default) or `HIDDEN` (embargoed until revealed).
+    pub results_visibility: Option<String>,
+    #[serde(default)]
+    pub captcha_required: bool,
+}
+
+/// Creates an election in DRAFT, with its candidates.
+#[utoipa::path(post, path = "/api/v1/admin/elections", tag = "admin",
+    request_body = CreateElection,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "created; Location names it", body = ElectionDoc),
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody),
+        (status = 422, description = "VALIDATION_FAILED (candidates, window)", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = admin(&app, &headers).await?;
+    let input: CreateElection = json_body(&headers, &body)?;
+    let new = NewElection {
+        title: Title::parse(&input.title)
+            .map_err(|e| ApiError::invalid_field("title", format!("title: {e}")))?,
+        description: Description::parse(input.description.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError::invalid_field("description", format!("description: {e}")))?,
+        window: window(
+            time("startsAt", &input.starts_at)?,
+            time("endsAt", &input.ends_at)?,
+        )?,
+        candidates: input
+            .candidates
+            .iter()
+            .map(candidate_draft)
+            .collect::<Result<_, _>>()?,
+        visibility: input
+            .results_visibility
+            .as_deref()
+            .map(|v| visibility("resultsVisibility", v))
+            .transpose()?
+            .unwrap_or(ResultsVisibility::Live),
+        captcha_required: input.captcha_required,
+    };
+    let election = app.admin.create(actor, new).await?;
+    let mut response = (StatusCode::CREATED, Json(election_doc(&election))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/admin/elections/{}", election.id())) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// One election.
+#[utoipa::path(get, path = "/api/v1/admin/elections/{electionId}", tag = "admin",
+    params(("electionId" = String, Path, description = "election id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the election", body = ElectionDoc),
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
+        (status = 404, description = "ELECTION_NOT_FOUND", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = ErrorBody),
+    ))]
+pub async fn get_one(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<ElectionDoc>, ApiError> {
+    admin(&app, &headers).await?;
+    let e = app.admin.get(election_id(&raw)?).await?;
+    Ok(Json(election_doc(&e)))
+}
+
+/// Settings to change; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateElection {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub captcha_required: Option<bool>,
+}
+
+/// Changes an election's settings (only before voting starts).
+#[utoipa::path(put, path = "/api/v1/admin/elections/{electionId}", tag = "admin",
+    params(("electionId" = String, Path, description = "election id (UUID)")),
+    request_body = UpdateElection,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the election as saved", body = ElectionDoc),
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
+        (status = 404, description = "ELECTION_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "ELECTION_LOCKED (voting started), CONCURRENT_UPDATE", body = ErrorBody),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody),
+        (status = 422, description = "VALIDATION_FAILED", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = ErrorBody),
+    ))]
+pub async fn update(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ElectionDoc>, ApiError> {
+    let actor = admin(&app, &headers).await?;
+    let id = election_id(&raw)?;
+    let input: UpdateElection = json_body(&headers, &body)?;
+    let window = match (&input.starts_at, &input.ends_at) {
+        (None, None) => None,
+        (start, end) => {
+            let current = app.admin.get(id).await?.window();
+            let start = start.as_deref().map(|s| time("startsAt", s)).transpose()?;
+            let end = end.as_deref().map(|s| time("endsAt", s)).transpose()?;
+            Some(window(
+                start.unwrap_or(current.start()),
+                end.unwrap_or(current.end()),
+            )?)
+        }
+    };
+    let edit = ElectionEdit {
+        title: input
+            .title
+            .as_deref()
+            .map(Title::parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid_field("title", format!("title: {e}")))?,
+        description: input
+            .description
+            .as_deref()
+            .map(Description::parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid_field("description", format!("description: {e}")))?,
+        window,
+        captcha_required: input.captcha_required,
+    };
+    let e = app.admin.edit(actor, id, edit).await?;
+    Ok(Json(election_doc(&e)))
+}
+
+/// Cancels an election (DRAFT, SCHEDULED or ACTIVE -> CANCELLED).
+#[utoipa::path(delete, path = "/api/v1/admin/elections/{electionId}", tag = "admin",
+    params(("electionId" = String, Path, description = "election id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "cancelled"),
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
+        (status = 404, description = "ELECTION_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "INVALID_TRANSITION (closed or already cancelled), CONCURRENT_UPDATE", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = ErrorBody),
+    ))]
+pub async fn cancel(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let actor = admin(&app, &headers).await?;
+    app.admin
+        .transition(actor, election_id(&raw)?, ElectionStatus::Cancelled)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A lifecycle move.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusChange {
+    /// `SCHEDULED`, `ACTIVE` (open now) or `CLOSED` (close now).
+    pub status: String,
+}
+
+/// Schedules, opens or closes an election.
+#[utoipa::path(patch, path = "/api/v1/admin/elections/{electionId}/status", tag = "admin",
+    params(("electionId" = String, Path, description = "election id (UUID)")),
+    request_body = StatusChange,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the election as saved", body = ElectionDoc),
+        (status = 400, description = "INVALID_REQUEST (status not SCHEDULED, ACTIVE or CLOSED)", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
+        (status = 404, description = "ELECTION_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "INVALID_TRANSITION, CONCURRENT_UPDATE", body = ErrorBody),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody),
+        (status = 422, description = "VALIDATION_FAILED (e.g. scheduling a window that has ended)", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = ErrorBody),
+    ))]
+pub async fn set_status(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ElectionDoc>, ApiError> {
+    let actor = admin(&app, &headers).await?;
+    let id = election_id(&raw)?;
+    let input: StatusChange = json_body(&headers, &body)?;
+    let to = status_param("status", &input.status)?;
+    if !matches!(
+        to,
+        ElectionStatus::Scheduled | ElectionStatus::Active | ElectionStatus::Closed
+    ) {
+        return Err(ApiError::invalid_field(
+            "status",
+            "status must be SCHEDULED, ACTIVE or CLOSED (DELETE cancels)",
+        ));
+    }
+    let e = app.admin.transition(actor, id, to).await?;
+    Ok(Json(election_doc(&e)))
+}
+
+/// Adds a candidate (only before voting starts).
+#[utoipa::path(post, path = "/api/v1/admin/elections/{electionId}/candidates", tag = "admin",
+    params(("electionId" = String, Path, description = "election id (UUID)")),
+    request_body = CandidateInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "added; Location names the candidate", body = ElectionDoc),
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
+        (status = 404, description = "ELECTION_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "ELECTION_LOCKED, CONCURRENT_UPDATE", body = ErrorBody),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody),
+        (status = 422, description = "VALIDATION_FAILED (duplicate name, too many)", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = ErrorBody),
+    ))]
+pub async fn add_candidate(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let actor = admin(&app, &headers).await?;
+    let id = election_id(&raw)?;
+    let input: CandidateInput = json_body(&headers, &body)?;
+    let (e, candidate) = app
+        .admin
+        .add_candidate(actor, id, candidate_draft(&input)?)
+        .await?;
+    let mut response = (StatusCode::CREATED, Json(election_doc(&e))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/admin/elections/{id}/candidates/{candidate}")) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+fn candidate_id(raw: &str) -> Result<CandidateId, ApiError> {
+    path_id("candidateId", raw, CandidateId::parse)
+}
+
+/// Renames a candidate or changes its party (only before voting starts).
+#[utoipa::path(put, path = "/api/v1/admin/elections/{electionId}/candidates/{candidateId}", tag = "admin",
+    params(("electionId" = String, Path, description = "election id (UUID)"),
+           ("candidateId" = String, Path, description = "candidate id (UUID)")),
+    request_body = CandidateInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the election as saved", body = ElectionDoc),
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
+        (status = 404, description = "ELECTION_NOT_FOUND, CANDIDATE_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "ELECTION_LOCKED, CONCURRENT_UPDATE", body = ErrorBody),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody),
+        (status = 422, description = "VALIDATION_FAILED (duplicate name)", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = ErrorBody),
+    ))]
+pub async fn update_candidate(
+    State(app): State<AppState>,
+    Path((raw, raw_candidate)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ElectionDoc>, ApiError> {
+    let actor = admin(&app, &headers).await?;
+    let id = election_id(&raw)?;
+    let candidate = candidate_id(&raw_candidate)?;
+    let input: CandidateInput = json_body(&headers, &body)?;
+    let e = app
+        .admin
+        .update_candidate(actor, id, candidate, candidate_draft(&input)?)
+        .await?;
+    Ok(Json(election_doc(&e)))
+}
+
+/// Removes a candidate (only before voting starts).
+#[utoipa::path(delete, path = "/api/v1/admin/elections/{electionId}/candidates/{candidateId}", tag = "admin",
+    params(("electionId" = String, Path, description = "election id (UUID)"),
+           ("candidateId" = String, Path, description = "candidate id (UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
+        (status = 404, description = "ELECTION_NOT_FOUND, CANDIDATE_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "ELECTION_LOCKED, CONCURRENT_UPDATE", body = ErrorBody),
+        (status = 422, description = "VALIDATION_FAILED (too few candidates left)", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = ErrorBody),
+    ))]
+pub async fn remove_candidate(
+    State(app): State<AppState>,
+    Path((raw, raw_candidate)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let actor = admin(&app, &headers).await?;
+    let id = election_id(&raw)?;
+    let candidate = candidate_id(&raw_candidate)?;
+    app.admin.remove_candidate(actor, id, candidate).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Results visibility.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VisibilityChange {
+    /// `HIDDEN` (embargo: public answers carry no counts) or `LIVE` (reveal).
+    pub results_visibility: String,
+}
+
+/// Hides or reveals results, at any point of the lifecycle.
+#[utoipa::path(put, path = "/api/v1/admin/elections/{electionId}/visibility", tag = "admin",
+    params(("electionId" = String, Path, description = "election id (UUID)")),
+    request_body = VisibilityChange,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the election as saved (unchanged, and not audited, when already so)", body = ElectionDoc),
+        (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
+        (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
+        (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
+        (status = 404, description = "ELECTION_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "CONCURRENT_UPDATE", body = ErrorBody),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE", body = ErrorBody),
+    ))]
+pub async fn set_visibility(
+    State(app): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ElectionDoc>, ApiError> {
+    let actor = admin(&app, &headers).await?;
+    let id = election_id(&raw)?;
+    let input: VisibilityChange = json_body(&headers, &body)?;
+    let to = visibility("resultsVisibility", &input.results_visibility)?;
+    let e = app.admin.set_visibility(actor, id, to).await?;
+    Ok(Json(election_doc(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_is_checked() {
+        assert_eq!(
+            page_request(None, None).unwrap(),
+            PageRequest { page: 0, size: 20 }
+        );
+        assert_eq!(
+            page_request(Some("3"), Some("100")).unwrap(),
+            PageRequest { page: 3, size: 100 }
+        );
+        for (p, s) in [
+            (Some("-1"), None),
+            (None, Some("0")),
+            (None, Some("101")),
+            (Some("x"), None),
+        ] {
+            assert_eq!(page_request(p, s).unwrap_err().code(), "INVALID_REQUEST");
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! `/health/live` and `/health/ready` (PostgreSQL, Redis, the queue, the
+//! token keys answer, and the instance is not draining).
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use livevote_http::health::{self, Health};
+
+use super::AppState;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "alive", body = Health)))]
+pub async fn live() -> Json<Health> {
+    health::alive()
+}
+
+/// Readiness: every dependency answers, and the instance is not shutting down.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "ready", body = Health),
+        (status = 503, description = "a dependency is down, or draining for shutdown", body = Health),
+    ))]
+pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Health>) {
+    health::readiness(&app.readiness, app.draining.load(Ordering::SeqCst)).await
+}

@@ -1,0 +1,29 @@
+//! `livevote-results`: telemetry -> config -> adapters -> services -> HTTP,
+//! until SIGTERM or Ctrl-C.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use livevote_results::app::App;
+use livevote_results::config::Config;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    if let Err(message) = config.validate() {
+        eprintln!("livevote-results: {message}");
+        return ExitCode::from(2);
+    }
+    config.logging.init();
+    let app = match App::build(&config).await {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "start-up failed");
+            eprintln!("livevote-results: start-up failed: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %app.local_addr(), "livevote-results listening");
+    app.run(livevote_metrics::process::shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
