@@ -273,7 +273,12 @@ mod tests {
         let now = chrono::Utc::now();
         let election = Election::create(
             livevote_domain::ElectionId::generate(),
-            new_election("Song contest", &["Ana", "Ben"], now, now + chrono::Duration::hours(1)),
+            new_election(
+                "Song contest",
+                &["Ana", "Ben"],
+                now,
+                now + chrono::Duration::hours(1),
+            ),
             now,
         )
         .unwrap();

@@ -156,8 +156,8 @@ pub async fn reconciliation(
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<ReconciliationDoc>, ApiError> {
-    let id = election_id(&raw)?;
     app.require(&headers, Permission::AuditRead).await?;
+    let id = election_id(&raw)?;
     Ok(Json(reconcile_one(&app, id).await?))
 }
 
@@ -262,8 +262,8 @@ pub async fn log(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Result<Json<AuditLogPage>, ApiError> {
-    let id = election_id(&raw)?;
     app.require(&headers, Permission::AuditRead).await?;
+    let id = election_id(&raw)?;
     let page = page_request(q.page.as_deref(), q.size.as_deref())?;
     let log = app.admin.audit_log(id, page).await?;
     Ok(Json(AuditLogPage {
@@ -327,9 +327,9 @@ pub async fn receipt(
     headers: HeaderMap,
     Query(q): Query<ReceiptQuery>,
 ) -> Result<Json<ReceiptDoc>, ApiError> {
+    let voter = app.principal(&headers).await?.subject;
     let vote = path_id("voteId", &raw, VoteId::parse)?;
     let election = q.election_id.as_deref().map(election_id).transpose()?;
-    let voter = app.principal(&headers).await?.subject;
     let r = app
         .reads
         .receipt(vote, voter, election)

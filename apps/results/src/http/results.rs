@@ -516,8 +516,8 @@ pub async fn statistics(
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<StatisticsDoc>, ApiError> {
-    let id = election_id(&raw)?;
     app.require(&headers, Permission::AuditRead).await?;
+    let id = election_id(&raw)?;
     let s = app.reads.statistics(id).await?;
     Ok(Json(StatisticsDoc {
         election_id: id.to_string(),

@@ -1,0 +1,337 @@
+//! Harness of the results black-box tests: the real `livevote-results`
+//! binary against PostgreSQL (a scratch database per test), Redis (a key
+//! prefix per test), the local SQS endpoint (queues per test) and a JWKS
+//! served from the development key pair, all on 127.0.0.1.
+//!
+//! Votes reach the stores the way the other services put them there: the
+//! ingestion's claim + confirm in Redis (live tally `A`) and the
+//! processor's batch insert in PostgreSQL (`P`), through the same adapters.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use livevote_auth0::{DevIssuer, DevTokenClaims};
+use livevote_domain::{AcceptedVote, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId};
+use livevote_ports::{Claim, ClaimOutcome, ConfirmOutcome, VoteDedup, VoteStore};
+use livevote_postgres::{PgVoteStore, StoreConfig, scratch_database, test_server_url};
+use livevote_redis::{RedisConfig, RedisStore};
+use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+pub const ISS: &str = "https://livevote-results.test/";
+pub const AUD: &str = "https://api.livevote.test";
+
+pub fn sqs_endpoint() -> String {
+    std::env::var("LIVEVOTE_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("LIVEVOTE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+/// A running `livevote-results`; killed on drop.
+pub type Results = livevote_memory::ServiceProcess;
+
+/// The servers around one results instance.
+pub struct Stack {
+    pub database_url: String,
+    pub store: PgVoteStore,
+    pub redis: RedisStore,
+    pub redis_prefix: String,
+    pub queue: SqsQueue,
+    pub queue_name: String,
+    pub issuer: Arc<DevIssuer>,
+    pub jwks_addr: SocketAddr,
+    pub http: reqwest::Client,
+}
+
+impl Stack {
+    pub async fn new() -> Self {
+        let pool = scratch_database(&test_server_url(), 4)
+            .await
+            .expect("a test database (scripts/test.sh starts PostgreSQL)");
+        let db = pool.connect_options().get_database().unwrap().to_owned();
+        let server = test_server_url();
+        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+        let database_url = format!("{base}/{db}");
+        let redis_prefix = format!("lvtest-{}", uuid::Uuid::new_v4().simple());
+        let redis = RedisStore::connect(RedisConfig {
+            url: redis_url(),
+            key_prefix: redis_prefix.clone(),
+            ..RedisConfig::default()
+        })
+        .await
+        .expect("Redis reachable (scripts/test.sh starts it)");
+        let client = local_client(&sqs_endpoint());
+        let queue_name = format!("lvtest-{}", uuid::Uuid::new_v4().simple());
+        let config = create_queues(&client, &queue_name, QueueSettings::default())
+            .await
+            .expect("the local SQS endpoint (scripts/services.sh sqs)");
+        let queue = SqsQueue::new(client, config);
+        let issuer = Arc::new(DevIssuer::builtin(ISS, AUD));
+        let jwks = issuer.jwks_json().to_string();
+        let jwks_addr = serve(axum::Router::new().route(
+            "/.well-known/jwks.json",
+            get(move || {
+                let jwks = jwks.clone();
+                async move { ([("content-type", "application/json")], jwks) }
+            }),
+        ))
+        .await;
+        Self {
+            database_url,
+            store: PgVoteStore::new(pool, StoreConfig::default()),
+            redis,
+            redis_prefix,
+            queue,
+            queue_name,
+            issuer,
+            jwks_addr,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// The environment of a results instance on this stack.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("LIVEVOTE_RESULTS_LISTEN", "127.0.0.1:0".to_string()),
+            ("LIVEVOTE_DATABASE_URL", self.database_url.clone()),
+            ("LIVEVOTE_REDIS_URL", redis_url()),
+            ("LIVEVOTE_REDIS_PREFIX", self.redis_prefix.clone()),
+            ("LIVEVOTE_SQS_ENDPOINT", sqs_endpoint()),
+            ("LIVEVOTE_QUEUE_NAME", self.queue_name.clone()),
+            (
+                "LIVEVOTE_JWKS_URL",
+                format!("http://{}/.well-known/jwks.json", self.jwks_addr),
+            ),
+            ("LIVEVOTE_JWT_ISSUER", ISS.to_string()),
+            ("LIVEVOTE_JWT_AUDIENCE", AUD.to_string()),
+            ("LIVEVOTE_LOG", "info,livevote_results=debug".to_string()),
+            ("AWS_ACCESS_KEY_ID", "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Starts `livevote-results` on this stack, with `extra` variables.
+    pub fn start(&self, extra: &[(&str, &str)]) -> Results {
+        let mut env = self.env();
+        for (k, v) in extra {
+            env.retain(|(key, _)| key != k);
+            env.push(((*k).to_string(), (*v).to_string()));
+        }
+        Results::start(
+            env!("CARGO_BIN_EXE_livevote-results"),
+            &[],
+            &env,
+            "livevote-results listening",
+        )
+        .expect("livevote-results starts")
+    }
+
+    pub fn token(&self, sub: &str, permissions: &[&str]) -> String {
+        let mut claims = DevTokenClaims::viewer(sub);
+        claims.permissions = permissions.iter().map(|p| (*p).to_string()).collect();
+        self.issuer.token(&claims)
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.token("auth0|producer-1", &["elections:admin"])
+    }
+
+    pub fn auditor_token(&self) -> String {
+        self.token("auth0|auditor-1", &["audit:read"])
+    }
+
+    /// A vote the way ingestion accepts it: claimed, then confirmed (live tally +1).
+    pub async fn accept(&self, election: ElectionId, candidate: CandidateId, voter: &str) -> VoteRecord {
+        let record = VoteRecord {
+            vote: AcceptedVote {
+                vote_id: VoteId::generate(),
+                election_id: election,
+                candidate_id: candidate,
+                voter_id: VoterId::parse(voter).unwrap(),
+                accepted_at: chrono::Utc::now(),
+            },
+            correlation_id: CorrelationId::generate(),
+        };
+        let claim = Claim {
+            vote: record.vote.clone(),
+            idempotency_key: None,
+        };
+        assert_eq!(self.redis.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
+        assert_eq!(
+            self.redis.confirm(&claim).await.unwrap(),
+            ConfirmOutcome::Confirmed
+        );
+        record
+    }
+
+    /// The processor's side: the votes stored in one batch.
+    pub async fn persist(&self, votes: &[VoteRecord]) {
+        let report = self.store.persist_batch(votes).await.unwrap();
+        assert_eq!(report.inserted(), votes.len());
+    }
+}
+
+/// One answer: status, headers, body (JSON when it parses, else the text).
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// Asserts the error shape `{code, message, traceId}`, the trace id equal to the request id.
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.body["code"], code, "{}", self.body);
+        assert!(
+            self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.body
+        );
+        let request_id = self.header("x-request-id");
+        assert!(!request_id.is_empty());
+        assert_eq!(self.body["traceId"], request_id, "{}", self.body);
+    }
+}
+
+/// Sends a request; `body` is sent as JSON when given.
+pub async fn call(
+    http: &reqwest::Client,
+    app: &Results,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = http.request(method, app.url(path));
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        request = request.json(&b);
+    }
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A new election through the admin API (201), opened at once unless `open` is false.
+pub async fn create_election(s: &Stack, app: &Results, names: &[&str], open: bool, extra: Value) -> Value {
+    let now = chrono::Utc::now();
+    let mut body = json!({
+        "title": "Song of the Night",
+        "description": "Grand final",
+        "startsAt": (now + chrono::Duration::minutes(10)).to_rfc3339(),
+        "endsAt": (now + chrono::Duration::hours(2)).to_rfc3339(),
+        "candidates": names.iter().map(|n| json!({"name": n, "party": "Indie"})).collect::<Vec<_>>(),
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    let admin = s.admin_token();
+    let created = call(
+        &s.http,
+        app,
+        "POST",
+        "/api/v1/admin/elections",
+        Some(&admin),
+        Some(body),
+        &[],
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["electionId"].as_str().unwrap().to_owned();
+    if open {
+        for status in ["SCHEDULED", "ACTIVE"] {
+            let moved = call(
+                &s.http,
+                app,
+                "PATCH",
+                &format!("/api/v1/admin/elections/{id}/status"),
+                Some(&admin),
+                Some(json!({ "status": status })),
+                &[],
+            )
+            .await;
+            assert_eq!(moved.status, 200, "{}", moved.body);
+        }
+    }
+    let got = call(
+        &s.http,
+        app,
+        "GET",
+        &format!("/api/v1/admin/elections/{id}"),
+        Some(&admin),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    got.body
+}
+
+pub fn election_id(doc: &Value) -> ElectionId {
+    ElectionId::parse(doc["electionId"].as_str().unwrap()).unwrap()
+}
+
+pub fn candidate_id(doc: &Value, i: usize) -> CandidateId {
+    CandidateId::parse(doc["candidates"][i]["candidateId"].as_str().unwrap()).unwrap()
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or fails after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
