@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Makes sure the local servers the tests need are running, installing them
-# from Debian's packages when missing. Usage: scripts/services.sh postgres redis sqs moto
+# from Debian's packages when missing. Usage: scripts/services.sh postgres redis sqs moto chromium
 #   sqs   the project's local SQS + CloudWatch metrics endpoint (infra/local/sqs-local,
 #         built on first use) on 127.0.0.1:4566
 #   moto  moto_server (PyPI moto[server], pinned, in a venv) on 127.0.0.1:4567
+#   chromium  Debian's headless browser for the page tests (installed, not started)
 # Local development and CI only: a freshly installed PostgreSQL is set to
 # trust connections from 127.0.0.1.
 set -euo pipefail
@@ -101,12 +102,20 @@ ensure_moto() {
   wait_port "$MOTO_PORT" moto_server
 }
 
+ensure_chromium() {
+  # Not a server: the browser the page tests load the on-air and audit pages in.
+  command -v chromium >/dev/null && return 0
+  log "chromium is not installed: installing the Debian package (for the page tests)"
+  apt_install --no-install-recommends chromium
+}
+
 for service in "$@"; do
   case "$service" in
     postgres) ensure_postgres ;;
     redis) ensure_redis ;;
     sqs) ensure_sqs_local ;;
     moto) ensure_moto ;;
+    chromium) ensure_chromium ;;
     *) log "unknown service $service"; exit 2 ;;
   esac
 done

@@ -29,7 +29,7 @@ echo "== dependency rules"
 bash scripts/check-deps.sh
 
 echo "== local services"
-bash scripts/services.sh postgres redis sqs moto
+bash scripts/services.sh postgres redis sqs moto chromium
 # Each PostgreSQL test creates its own database; drop those of earlier runs.
 if command -v psql >/dev/null; then
   # A failed clean-up only leaves disk behind, so it warns instead of failing the run.
