@@ -79,6 +79,11 @@ async fn admin_endpoints_enforce_permissions_audit_every_change_and_announce_it(
         .await
         .unwrap();
     assert_eq!(text.status().as_u16(), 415);
+    let mut huge = valid.clone();
+    huge["description"] = json!("x".repeat(100 * 1024));
+    call(h, &app, "POST", list, Some(&admin), Some(huge), &[])
+        .await
+        .assert_error(413, "PAYLOAD_TOO_LARGE");
 
     // Paging envelope, size bounds and the status filter.
     let page = call(

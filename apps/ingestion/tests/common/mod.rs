@@ -187,7 +187,10 @@ impl Stack {
             ("LIVEVOTE_RATE_VOTER_PER_SEC", "50".to_string()),
             ("LIVEVOTE_RATE_VOTER_BURST", "100".to_string()),
             ("LIVEVOTE_RATE_IP_PER_SEC", "0".to_string()),
-            ("LIVEVOTE_LOG", "info,livevote_ingestion=debug".to_string()),
+            (
+                "LIVEVOTE_LOG",
+                "info,livevote_ingestion=debug,livevote_http=debug".to_string(),
+            ),
             ("AWS_ACCESS_KEY_ID", "test".to_string()),
             ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
             ("AWS_REGION", "us-east-1".to_string()),

@@ -216,7 +216,7 @@ pub struct CreateElection {
     pub starts_at: String,
     /// RFC 3339, after `startsAt`.
     pub ends_at: String,
-    /// 2..=50 candidates.
+    /// 2..=100 candidates.
     pub candidates: Vec<CandidateInput>,
     /// `LIVE` (default) or `HIDDEN` (embargoed until revealed).
     pub results_visibility: Option<String>,

@@ -121,7 +121,10 @@ impl Stack {
             ),
             ("LIVEVOTE_JWT_ISSUER", ISS.to_string()),
             ("LIVEVOTE_JWT_AUDIENCE", AUD.to_string()),
-            ("LIVEVOTE_LOG", "info,livevote_results=debug".to_string()),
+            (
+                "LIVEVOTE_LOG",
+                "info,livevote_results=debug,livevote_http=debug".to_string(),
+            ),
             ("AWS_ACCESS_KEY_ID", "test".to_string()),
             ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
             ("AWS_REGION", "us-east-1".to_string()),
