@@ -1,11 +1,10 @@
-//! Embedded demo: the three use cases wired to the in-memory adapters in one
-//! process. NOT DURABLE: nothing survives the process. It shows the flow of
-//! DESIGN.md end to end (cast -> queue -> persist -> reconcile) without any
-//! server; the local stack on real services comes with the operator CLI.
-//!
-//! `cargo run -p livevote-results --example embedded_demo -- [voters] [repeat-percent]`
+//! `livevote demo --embedded`: the three services' use cases wired to the
+//! in-memory adapters in one process. NOT DURABLE: nothing survives the
+//! process. It shows the flow of DESIGN.md end to end (cast -> queue ->
+//! persist -> reconcile) without any server.
 
 use std::collections::HashSet;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,13 +23,10 @@ use livevote_ports::{AdminAction, Clock, ElectionAdmin, QueueInspector};
 use livevote_processor::{PersistConfig, PersistService};
 use livevote_results::ResultsService;
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let voters: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(20_000);
-    let repeat_percent: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10);
+pub async fn run(voters: usize, repeat_percent: usize) -> anyhow::Result<ExitCode> {
     println!(
-        "livevote embedded demo (in-memory adapters, not durable): {voters} voters, {repeat_percent}% try twice"
+        "livevote embedded demo (in-memory adapters, NOT DURABLE: nothing is kept): {voters} voters, \
+         {repeat_percent}% try twice"
     );
 
     let clock = SystemClock;
@@ -189,5 +185,5 @@ async fn main() -> anyhow::Result<()> {
     if missing > 0 || r.verdict.is_loss() || other_errors > 0 {
         anyhow::bail!("demo found a problem");
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,196 @@
+//! The services' HTTP APIs as the CLI uses them, with errors that name the
+//! fix (which service is down, which variable points at it).
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::Args;
+use serde_json::{Value, json};
+
+use crate::issuer::{IssuerArgs, claims};
+
+/// Where the services are, and who the CLI acts as.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// The results service (admin, results, reconciliation).
+    #[arg(long, env = "LIVEVOTE_RESULTS_URL", default_value = "http://127.0.0.1:8082")]
+    pub results_url: String,
+    /// The ingestion service (votes).
+    #[arg(long, env = "LIVEVOTE_INGESTION_URL", default_value = "http://127.0.0.1:8080")]
+    pub ingestion_url: String,
+    /// A token with elections:admin and audit:read; unset: one is signed by the local issuer.
+    #[arg(long, env = "LIVEVOTE_OPERATOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub issuer: IssuerArgs,
+}
+
+/// A client of the results and ingestion services.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub results_url: String,
+    pub ingestion_url: String,
+    operator: String,
+}
+
+/// One answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The body when the status is `want`, else an error quoting the service.
+    pub fn expect(self, want: u16, what: &str) -> anyhow::Result<Value> {
+        if self.status == want {
+            return Ok(self.body);
+        }
+        let code = self.body["code"].as_str().unwrap_or("?");
+        let message = self.body["message"].as_str().unwrap_or("");
+        Err(anyhow!("{what}: HTTP {} {code}: {message}", self.status))
+    }
+}
+
+impl Api {
+    pub fn new(args: &ApiArgs) -> anyhow::Result<Self> {
+        let operator = match &args.token {
+            Some(t) => t.clone(),
+            None => args.issuer.issuer().token(&claims(
+                "livevote-cli|operator",
+                true,
+                true,
+                Duration::from_secs(12 * 3600),
+            )),
+        };
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(256)
+                .build()
+                .context("building the HTTP client")?,
+            results_url: args.results_url.trim_end_matches('/').to_owned(),
+            ingestion_url: args.ingestion_url.trim_end_matches('/').to_owned(),
+            operator,
+        })
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        service: &str,
+        base: &str,
+    ) -> anyhow::Result<Reply> {
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                anyhow!(
+                    "the {service} service does not answer at {base} ({e}); start the stack with \
+                     `livevote stack up`, or point LIVEVOTE_{}_URL at it",
+                    service.to_uppercase()
+                )
+            } else {
+                anyhow!("calling the {service} service at {base}: {e}")
+            }
+        })?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok(Reply { status, body })
+    }
+
+    /// A call to the results service as the operator.
+    pub async fn results(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Reply> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.results_url))
+            .bearer_auth(&self.operator);
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        self.send(request, "results", &self.results_url).await
+    }
+
+    /// Creates an election (DRAFT) and returns it.
+    pub async fn create_election(
+        &self,
+        title: &str,
+        candidates: &[&str],
+        minutes: i64,
+    ) -> anyhow::Result<Value> {
+        let now = chrono::Utc::now();
+        let body = json!({
+            "title": title,
+            "description": "created by the livevote CLI",
+            "startsAt": now.to_rfc3339(),
+            "endsAt": (now + chrono::Duration::minutes(minutes)).to_rfc3339(),
+            "candidates": candidates.iter().map(|c| json!({"name": c})).collect::<Vec<_>>(),
+        });
+        self.results(reqwest::Method::POST, "/api/v1/admin/elections", Some(body))
+            .await?
+            .expect(201, "creating the election")
+    }
+
+    /// Moves an election to `status` (SCHEDULED, ACTIVE, CLOSED).
+    pub async fn set_status(&self, id: &str, status: &str) -> anyhow::Result<Value> {
+        self.results(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/admin/elections/{id}/status"),
+            Some(json!({ "status": status })),
+        )
+        .await?
+        .expect(200, &format!("moving election {id} to {status}"))
+    }
+
+    /// Opens a DRAFT or SCHEDULED election at once.
+    pub async fn open(&self, id: &str) -> anyhow::Result<Value> {
+        let mut e = self
+            .results(
+                reqwest::Method::GET,
+                &format!("/api/v1/admin/elections/{id}"),
+                None,
+            )
+            .await?
+            .expect(200, "reading the election")?;
+        if e["effectiveStatus"] == "DRAFT" {
+            // A window that has already started makes a scheduled election active at once.
+            e = self.set_status(id, "SCHEDULED").await?;
+        }
+        if e["effectiveStatus"] == "ACTIVE" {
+            return Ok(e);
+        }
+        self.set_status(id, "ACTIVE").await
+    }
+
+    pub async fn reconciliation(&self, id: &str) -> anyhow::Result<Value> {
+        self.results(
+            reqwest::Method::GET,
+            &format!("/api/v1/audit/elections/{id}/reconciliation"),
+            None,
+        )
+        .await?
+        .expect(200, "reading the reconciliation")
+    }
+
+    /// Public results (no token needed, sent anyway).
+    pub async fn results_of(&self, id: &str) -> anyhow::Result<Value> {
+        self.results(reqwest::Method::GET, &format!("/api/v1/results/{id}"), None)
+            .await?
+            .expect(200, "reading the results")
+    }
+
+    /// Casts one vote with a viewer's token; returns status and body.
+    pub async fn vote(&self, token: &str, election: &str, candidate: &str) -> anyhow::Result<Reply> {
+        let request = self
+            .http
+            .post(format!("{}/api/v1/votes", self.ingestion_url))
+            .bearer_auth(token)
+            .json(&json!({ "electionId": election, "candidateId": candidate }));
+        self.send(request, "ingestion", &self.ingestion_url).await
+    }
+}
