@@ -33,9 +33,13 @@ pub struct DemoArgs {
     /// Share of viewers who try to vote a second time, percent.
     #[arg(long, default_value_t = 10)]
     pub repeat_percent: usize,
-    /// Runs everything in this process on the in-memory adapters instead (NOT durable; no server needed).
+    /// Runs ingestion, processor and results in this process on the in-memory adapters instead
+    /// (NOT durable; no server needed).
     #[arg(long)]
     pub embedded: bool,
+    /// With --embedded: keep serving after the demo (the printed URLs and pages work) until Ctrl-C.
+    #[arg(long, requires = "embedded")]
+    pub hold: bool,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -67,16 +71,20 @@ struct Tally {
 }
 
 pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    if args.embedded {
-        return crate::embedded::run(args.voters, args.repeat_percent).await;
-    }
     anyhow::ensure!(args.voters > 0, "--voters must be at least 1");
     anyhow::ensure!(
         args.rate > 0.0 && args.rate.is_finite(),
         "--rate must be a positive number"
     );
     anyhow::ensure!(args.seconds > 0, "--seconds must be at least 1");
-    let api = Api::new(&args.api)?;
+    if args.embedded {
+        return crate::embedded::run(args).await;
+    }
+    show(args, &Api::new(&args.api)?).await
+}
+
+/// The show, against the services `api` talks to.
+pub async fn show(args: &DemoArgs, api: &Api) -> anyhow::Result<ExitCode> {
     for (service, url) in [("results", &api.results_url), ("ingestion", &api.ingestion_url)] {
         let ready = api.http.get(format!("{url}/health/ready")).send().await;
         match ready {
@@ -255,7 +263,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let accepted = tally.accepted.load(Ordering::Relaxed);
     let persisted = reconciliation["persisted"].as_u64().unwrap_or(0);
     let shown = results["totalVotes"].as_u64().unwrap_or(0);
-    let missing = exact_check(&api, &tokens, &accepted_ids, &multi).await?;
+    let missing = exact_check(api, &tokens, &accepted_ids, &multi).await?;
     println!();
     if missing.is_empty() {
         println!(

@@ -1,42 +1,79 @@
-//! `livevote demo --embedded`: the three services' use cases wired to the
-//! in-memory adapters in one process. NOT DURABLE: nothing survives the
-//! process. It shows the flow of DESIGN.md end to end (cast -> queue ->
-//! persist -> reconcile) without any server.
+//! `livevote demo --embedded`: ingestion, processor and results in this one
+//! process on the in-memory adapters, each behind its real HTTP router on a
+//! free local port, with the local token issuer; then the same demo as
+//! against the stack, over HTTP. NOT DURABLE: nothing survives the process.
+//! No server is needed; `--hold` keeps it serving (the on-air and audit
+//! pages work) until Ctrl-C.
 
-use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
-use chrono::Duration as ChronoDuration;
-use livevote_domain::{CorrelationId, VoterId};
+use anyhow::Context;
+use livevote_auth0::{JwksConfig, JwksVerifier};
+use livevote_http::health::ReadinessCheck;
+use livevote_http::server::{ServeConfig, serve};
+use livevote_ingestion::ratelimit::{RateLimitConfig, RateLimits};
 use livevote_ingestion::{
-    CacheConfig, CastConfig, CastVote, CastVoteError, CastVoteService, ElectionCache, PublisherConfig,
-    VoteBatcher,
+    CacheConfig, CastConfig, CastVoteService, ElectionCache, PublisherConfig, VoteBatcher,
 };
-use livevote_memory::fixtures::{active_election, operator};
 use livevote_memory::{
-    DedupConfig, FakeHumanCheck, MemoryDatabase, MemoryDedup, MemoryQueue, NoMetrics, QueueConfig,
+    DedupConfig, FakeHumanCheck, MemoryBus, MemoryDatabase, MemoryDedup, MemoryQueue, NoMetrics, QueueConfig,
     SystemClock,
 };
-use livevote_ports::{AdminAction, Clock, ElectionAdmin, QueueInspector};
 use livevote_processor::{PersistConfig, PersistService};
-use livevote_results::ResultsService;
+use livevote_results::http::{AppState, Reads, StreamConfig};
+use livevote_results::live::{LiveResults, Source};
+use livevote_results::{AdminService, ResultsService};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 
-pub async fn run(voters: usize, repeat_percent: usize) -> anyhow::Result<ExitCode> {
+use crate::api::Api;
+use crate::demo::DemoArgs;
+
+async fn listen() -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding a local port")?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!(
-        "livevote embedded demo (in-memory adapters, NOT DURABLE: nothing is kept): {voters} voters, \
-         {repeat_percent}% try twice"
+        "livevote embedded mode: ingestion, processor and results in this process on the in-memory \
+         adapters. NOT DURABLE: nothing is kept when it exits."
     );
-
     let clock = SystemClock;
     let db = MemoryDatabase::new(clock);
     let dedup = MemoryDedup::new(clock, DedupConfig::default());
     let queue = MemoryQueue::new(clock, QueueConfig::default());
-    let names = ["Ada", "Grace", "Linus", "Barbara", "Ken"];
-    let election = active_election(&db, &names, clock.now(), ChronoDuration::minutes(10), |_| {}).await;
+    let bus = MemoryBus::default();
+    let (_stop_tx, stop) = watch::channel(false);
+
+    // The local issuer's JWKS, verified like Auth0's.
+    let (listener, issuer_addr) = listen().await?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, crate::issuer::router()).await {
+            eprintln!("embedded issuer stopped: {error}");
+        }
+    });
+    let tokens = JwksVerifier::new(JwksConfig::new(
+        format!("http://{issuer_addr}/.well-known/jwks.json"),
+        &args.api.issuer.issuer,
+        &args.api.issuer.audience,
+    ))
+    .context("building the token verifier")?;
+
+    // Ingestion.
     let cache = Arc::new(ElectionCache::new(db.clone(), CacheConfig::default()));
-    let (batcher, publisher) = VoteBatcher::start(queue.clone(), PublisherConfig::default(), NoMetrics);
+    {
+        let (cache, bus) = (cache.clone(), bus.clone());
+        tokio::spawn(async move { cache.follow(&bus, std::future::pending()).await });
+    }
+    let (batcher, _publisher) = VoteBatcher::start(queue.clone(), PublisherConfig::default(), NoMetrics);
     let cast = CastVoteService::new(
         cache,
         dedup.clone(),
@@ -46,6 +83,30 @@ pub async fn run(voters: usize, repeat_percent: usize) -> anyhow::Result<ExitCod
         NoMetrics,
         CastConfig::default(),
     );
+    let ingestion = livevote_ingestion::http::AppState {
+        voting: Arc::new(cast),
+        tokens: Arc::new(tokens.clone()),
+        // Every local viewer is 127.0.0.1: no per-address limit here.
+        limits: Arc::new(RateLimits::new(RateLimitConfig {
+            per_ip: None,
+            ..RateLimitConfig::default()
+        })),
+        metrics: Arc::new(NoMetrics),
+        render_metrics: Arc::new(String::new),
+        readiness: Arc::new([]),
+        draining: Arc::new(AtomicBool::new(false)),
+        trusted_proxies: 0,
+        request_timeout: Duration::from_secs(10),
+    };
+    let (listener, ingestion_addr) = listen().await?;
+    tokio::spawn(serve(
+        listener,
+        livevote_ingestion::http::router(ingestion),
+        ServeConfig::default(),
+        std::future::pending(),
+    ));
+
+    // Processor: one loop draining the queue into the store.
     let persist = PersistService::new(
         queue.clone(),
         db.clone(),
@@ -57,133 +118,83 @@ pub async fn run(voters: usize, repeat_percent: usize) -> anyhow::Result<ExitCod
             receive_wait: Duration::from_millis(50),
         },
     );
-    let results = ResultsService::new(db.clone(), dedup.clone(), db.clone(), queue.clone(), clock);
-
-    let processor = {
-        let persist = persist.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = persist.run_once().await {
-                    eprintln!("processor: {e}");
-                }
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = persist.run_once().await {
+                eprintln!("embedded processor: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    });
+
+    // Results, with election admin on the same bus ingestion listens to.
+    let reads: Arc<dyn Reads> = Arc::new(ResultsService::new(
+        db.clone(),
+        dedup.clone(),
+        db.clone(),
+        queue.clone(),
+        clock,
+    ));
+    let source: Source = {
+        let reads = reads.clone();
+        Arc::new(move |id| {
+            let reads = reads.clone();
+            Box::pin(async move { reads.results(id).await })
         })
     };
+    let live = Arc::new(LiveResults::new(
+        source,
+        Duration::from_millis(250),
+        Duration::from_millis(250),
+    ));
+    {
+        let (live, bus) = (live.clone(), bus.clone());
+        tokio::spawn(async move {
+            livevote_redis::follow_changes(
+                &bus,
+                |change| match change {
+                    livevote_ports::ElectionChange::Changed { election_id, .. } => {
+                        live.invalidate(election_id)
+                    }
+                    livevote_ports::ElectionChange::Resync => live.invalidate_all(),
+                },
+                std::future::pending(),
+            )
+            .await;
+        });
+    }
+    let results = AppState {
+        reads,
+        admin: Arc::new(AdminService::new(db.clone(), bus.clone(), clock)),
+        tokens: Arc::new(tokens),
+        live,
+        streams: Arc::new(Semaphore::new(1000)),
+        max_streams: 1000,
+        stream: StreamConfig::default(),
+        metrics: Arc::new(NoMetrics),
+        render_metrics: Arc::new(String::new),
+        readiness: Arc::new([]) as Arc<[Arc<dyn ReadinessCheck>]>,
+        draining: Arc::new(AtomicBool::new(false)),
+        stop,
+        request_timeout: Duration::from_secs(10),
+    };
+    let (listener, results_addr) = listen().await?;
+    tokio::spawn(serve(
+        listener,
+        livevote_results::http::router(results),
+        ServeConfig::default(),
+        std::future::pending(),
+    ));
+    println!("ingestion on http://{ingestion_addr}, results on http://{results_addr} (in this process)");
 
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(voters);
-    for i in 0..voters {
-        let cast = cast.clone();
-        let election = election.clone();
-        tasks.push(tokio::spawn(async move {
-            // A skewed audience, so the bars differ.
-            const PICKS: [usize; 11] = [0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 4];
-            let candidate = election.candidates()[PICKS[i % PICKS.len()] % election.candidates().len()].id();
-            let request = CastVote {
-                voter: VoterId::parse(format!("demo|viewer-{i}")).expect("valid voter"),
-                election_id: election.id(),
-                candidate_id: candidate,
-                captcha_token: None,
-                idempotency_key: None,
-                correlation_id: CorrelationId::generate(),
-                remote_ip: None,
-            };
-            let first = cast.cast(request.clone()).await;
-            let second = if i * 100 / voters.max(1) < repeat_percent {
-                Some(cast.cast(request).await)
-            } else {
-                None
-            };
-            (first, second)
-        }));
+    let mut api_args = args.api.clone();
+    api_args.results_url = format!("http://{results_addr}");
+    api_args.ingestion_url = format!("http://{ingestion_addr}");
+    let api = Api::new(&api_args)?;
+    let outcome = crate::demo::show(args, &api).await?;
+    if args.hold {
+        println!("serving until Ctrl-C (results and pages at http://{results_addr})");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     }
-    let (mut accepted, mut refused_repeats, mut other_errors) = (HashSet::new(), 0usize, 0usize);
-    for t in tasks {
-        let (first, second) = t.await?;
-        match first {
-            Ok(receipt) => {
-                accepted.insert(receipt.vote_id);
-            }
-            Err(e) => {
-                other_errors += 1;
-                eprintln!("vote refused: {e}");
-            }
-        }
-        match second {
-            Some(Err(CastVoteError::AlreadyVoted { .. })) => refused_repeats += 1,
-            Some(other) => {
-                other_errors += 1;
-                eprintln!("unexpected answer to a repeat: {other:?}");
-            }
-            None => {}
-        }
-    }
-    let elapsed = started.elapsed();
-    println!(
-        "accepted {} votes in {:.2} s ({:.0}/s), {refused_repeats} repeats refused as already voted, {other_errors} other errors",
-        accepted.len(),
-        elapsed.as_secs_f64(),
-        accepted.len() as f64 / elapsed.as_secs_f64()
-    );
-
-    // Lines close; wait for the queue to drain.
-    let mut closing = db.load(election.id()).await?;
-    closing.close(clock.now())?;
-    db.update(
-        &closing,
-        AdminAction::Closed,
-        &operator(),
-        "demo: lines closed",
-        clock.now(),
-    )
-    .await?;
-    while queue.stats().await?.pending_messages() > 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    processor.abort();
-    drop(cast);
-    publisher.await?;
-
-    let stored: HashSet<_> = db
-        .all_votes()
-        .into_iter()
-        .map(|v| v.record.vote.vote_id)
-        .collect();
-    let missing = accepted.difference(&stored).count();
-    let r = results.reconcile(election.id()).await?;
-    println!(
-        "reconciliation: accepted {} persisted {} duplicates {} dead-lettered {} in flight {} -> {}",
-        r.counts.accepted,
-        r.counts.persisted,
-        r.counts.duplicates,
-        r.counts.dead_lettered,
-        r.counts.in_flight,
-        r.verdict
-    );
-    println!("exact check: {missing} accepted vote ids missing from the store");
-    let res = results.results(election.id()).await?;
-    println!(
-        "final results ({}):",
-        if res.is_final { "final" } else { "not final" }
-    );
-    if let Some(tally) = &res.tally {
-        for ((candidate, count), pct) in election
-            .candidates()
-            .iter()
-            .zip(tally.counts())
-            .zip(&res.percentages)
-        {
-            let bar = "#".repeat((pct.as_f64() / 2.0).round() as usize);
-            println!(
-                "  {:<10} {:>7} {:>5}% {bar}",
-                candidate.name().as_str(),
-                count.votes,
-                pct
-            );
-        }
-    }
-    if missing > 0 || r.verdict.is_loss() || other_errors > 0 {
-        anyhow::bail!("demo found a problem");
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(outcome)
 }

@@ -74,13 +74,13 @@ pub fn token(args: &TokenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Serves `/.well-known/jwks.json` until SIGTERM or Ctrl-C.
-pub async fn serve(listen: SocketAddr) -> anyhow::Result<ExitCode> {
+/// The issuer's routes: its JWKS and a readiness probe.
+pub fn router() -> axum::Router {
     // The JWKS does not depend on iss/aud: any issuer built from the key serves the same keys.
     let jwks = DevIssuer::builtin(DEFAULT_ISSUER, DEFAULT_AUDIENCE)
         .jwks_json()
         .to_owned();
-    let app = axum::Router::new()
+    axum::Router::new()
         .route(
             "/.well-known/jwks.json",
             get(move || {
@@ -88,7 +88,12 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<ExitCode> {
                 async move { ([("content-type", "application/json")], jwks) }
             }),
         )
-        .route("/health/ready", get(|| async { "ready" }));
+        .route("/health/ready", get(|| async { "ready" }))
+}
+
+/// Serves `/.well-known/jwks.json` until SIGTERM or Ctrl-C.
+pub async fn serve(listen: SocketAddr) -> anyhow::Result<ExitCode> {
+    let app = router();
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (LIVEVOTE_ISSUER_LISTEN): {e}"))?;

@@ -54,12 +54,16 @@ pub struct StackArgs {
     /// The vote queue (its dead-letter queue is `<name>-dlq`).
     #[arg(long, env = "LIVEVOTE_QUEUE_NAME", default_value = "livevote-votes")]
     pub queue_name: String,
+    /// Port of livevote-ingestion (votes).
     #[arg(long, default_value_t = 8080)]
     pub ingestion_port: u16,
+    /// Port of livevote-processor (health and metrics).
     #[arg(long, default_value_t = 8081)]
     pub processor_port: u16,
+    /// Port of livevote-results (results, admin, audit, pages).
     #[arg(long, default_value_t = 8082)]
     pub results_port: u16,
+    /// Port of the local token issuer (JWKS).
     #[arg(long, default_value_t = 8089)]
     pub issuer_port: u16,
     /// How long each service may take to become ready, seconds.
