@@ -81,6 +81,13 @@ where
         let election =
             Election::create(ElectionId::generate(), new, now).map_err(AdminServiceError::Rejected)?;
         self.store.create(&election, actor, now).await?;
+        tracing::info!(
+            election_id = %election.id(),
+            actor = %actor,
+            action = AdminAction::Created.as_str(),
+            version = election.version(),
+            "election changed"
+        );
         self.announce(election.id(), ChangeKind::Created, election.version())
             .await?;
         Ok(election)
