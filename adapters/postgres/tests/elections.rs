@@ -103,10 +103,15 @@ async fn concurrent_transitions_one_wins_the_other_gets_a_version_conflict() {
     let e = sample("Race", 1);
     db.create(&e, &operator(), Utc::now()).await.unwrap();
     let now = Utc::now();
-    let mut tasks = Vec::new();
+    // Both admins read version 1 before either saves: loading inside the
+    // spawning loop would let the first save land before the second read.
+    let mut copies = Vec::new();
     for to in [ElectionStatus::Scheduled, ElectionStatus::Cancelled] {
+        copies.push((to, db.load(e.id()).await.unwrap()));
+    }
+    let mut tasks = Vec::new();
+    for (to, mut mine) in copies {
         let db = db.clone();
-        let mut mine = db.load(e.id()).await.unwrap();
         tasks.push(tokio::spawn(async move {
             mine.transition(to, now).unwrap();
             db.update(&mine, AdminAction::Edited, &operator(), to.as_str(), now)

@@ -77,7 +77,7 @@ async fn dom_until(url: &str, wait: Wait, what: &str, ready: impl Fn(&str) -> bo
             return dom;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < Duration::from_secs(60),
             "the page never showed {what}; last DOM:\n{dom}"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
