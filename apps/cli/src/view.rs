@@ -54,9 +54,10 @@ impl LiveBars {
         }
     }
 
+    /// Stops drawing, leaving each bar at its share (`finish` would fill them all).
     pub fn finish(&self) {
         for (_, bar) in &self.bars {
-            bar.finish();
+            bar.abandon();
         }
     }
 }
