@@ -1047,3 +1047,33 @@ async fn health_metrics_and_the_contract_are_served() {
         .unwrap();
     assert!(metrics.contains("livevote_http_requests_total"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_open_streams_and_the_process_exits_promptly() {
+    let s = Stack::new().await;
+    let mut app = s.start(&[]);
+    let e = create_election(&s, &app, &["Ada", "Grace"], true, json!({})).await;
+    let id = e["electionId"].as_str().unwrap().to_owned();
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut r = EventReader::open(&s.http, app.url(&format!("/api/v1/results/{id}/stream")), None).await;
+        assert_eq!(r.next(Duration::from_secs(5)).await.event, "SNAPSHOT");
+        streams.push(r);
+    }
+    let started = Instant::now();
+    app.signal("-TERM");
+    // Each stream ends (the body completes) instead of holding the drain for the grace period.
+    for r in &mut streams {
+        let end = tokio::time::timeout(Duration::from_secs(5), r.response.chunk())
+            .await
+            .expect("the stream ends within 5 s of SIGTERM");
+        assert!(matches!(end, Ok(None)), "{end:?}");
+    }
+    let status = tokio::task::block_in_place(|| app.wait(Duration::from_secs(10)));
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "exit took {:?} (the grace period is 20 s)",
+        started.elapsed()
+    );
+}
