@@ -10,6 +10,7 @@
 
 pub mod bearer;
 pub mod context;
+pub mod docs;
 pub mod error;
 pub mod health;
 pub mod observe;

@@ -25,6 +25,7 @@ use axum::http::Method;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use livevote_domain::{ElectionId, VoterId};
+use livevote_http::docs::BearerAuth;
 use livevote_http::observe::{Observer, observe};
 use livevote_ports::{Clock, ElectionCatalog, HumanCheck, Metrics, VoteDedup};
 use utoipa::OpenApi;
@@ -111,24 +112,6 @@ impl std::fmt::Debug for AppState {
     tags((name = "votes", description = "casting votes"), (name = "health", description = "probes"))
 )]
 struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT (RS256, Auth0)")
-                    .build(),
-            ),
-        );
-    }
-}
 
 fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())

@@ -1,5 +1,6 @@
 //! The OpenAPI document's frame; paths come from the mounted routes.
 
+use livevote_http::docs::BearerAuth;
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
@@ -21,24 +22,6 @@ use utoipa::OpenApi;
     )
 )]
 struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT (RS256, Auth0; permissions claim)")
-                    .build(),
-            ),
-        );
-    }
-}
 
 pub fn frame() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
