@@ -3,11 +3,11 @@
 //! reconciliation, the dead-letter queue, migrations and tally rebuilds.
 //! `main.rs` parses [`Cli`] and hands it to [`run`].
 
-mod api;
+pub mod api;
 mod demo;
 mod embedded;
 mod issuer;
-mod ops;
+pub mod ops;
 mod stack;
 mod view;
 

@@ -1,0 +1,518 @@
+//! The timed part of a run: two elections are set up (the one under test and
+//! a closed one), viewers vote on the open-loop schedule while optional
+//! readers poll and follow the results and each service's memory is sampled;
+//! then the election closes, the queue drains and the verdict is taken.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use livevote_cli::api::Api;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::plan::{Kind, Plan, WEIGHTS};
+use super::report::{Readers, Report};
+use super::stats::{Endpoint, Outcome, Stats};
+use super::tokens::{viewer_tokens, voter_sub};
+use super::verdict::{self, Check, Ledger, LedgerVote};
+use super::{RunArgs, Settings};
+
+const CANDIDATES: [&str; 4] = ["Ada", "Grace", "Linus", "Barbara"];
+const _: () = assert!(CANDIDATES.len() == WEIGHTS.len());
+
+/// One reading of a service's resident memory.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemorySample {
+    /// Seconds since the voting started.
+    pub t_secs: f64,
+    pub service: String,
+    pub rss_mb: f64,
+}
+
+/// Counters shared by the client tasks.
+#[derive(Debug, Default)]
+struct Live {
+    sent: AtomicU64,
+    answered: AtomicU64,
+    accepted: AtomicU64,
+    not_sent: AtomicU64,
+    results_errors: AtomicU64,
+    sse_events: AtomicU64,
+    sse_errors: AtomicU64,
+}
+
+pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.settings()?;
+    let (api, pool, redis) = args.target.connect().await?;
+    ensure_ready(&api).await?;
+
+    let plan = Plan::new(settings.shape, settings.mix);
+    eprintln!(
+        "scenario {}: {} attempts from {} viewers over {} s (rate {}/s{})",
+        settings.scenario.label(),
+        plan.attempts.len(),
+        plan.voters,
+        settings.shape.duration_secs,
+        settings.shape.rate,
+        if settings.shape.ramp_secs > 0.0 {
+            format!(", ramp {} s", settings.shape.ramp_secs)
+        } else {
+            String::new()
+        }
+    );
+    let issuer = args.target.api.issuer.issuer();
+    let (voters, cache) = (plan.voters, args.token_cache.clone());
+    let tokens = Arc::new(
+        tokio::task::spawn_blocking(move || viewer_tokens(&issuer, voters, &cache))
+            .await
+            .context("the token signer stopped")??,
+    );
+
+    // The election under test, and a closed one for the "closed" share.
+    let started_at = chrono::Utc::now();
+    let minutes = (settings.shape.duration_secs / 60.0).ceil() as i64 + 30;
+    let title = format!("load {} {}", settings.scenario.label(), started_at.format("%H:%M:%S"));
+    let (election, candidates) = create(&api, &title, minutes).await?;
+    let (closed, closed_candidates) = create(&api, &format!("{title} (closed)"), minutes).await?;
+    api.open(&closed).await?;
+    api.set_status(&closed, "CLOSED").await?;
+    let unknown = uuid::Uuid::new_v4().to_string();
+    api.open(&election).await?;
+    eprintln!("election {election} open; closed election {closed}; unknown election {unknown}");
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(settings.max_in_flight.min(4096))
+        .build()?;
+    let stats = Arc::new(Stats::new());
+    let live = Arc::new(Live::default());
+    let ledger: Arc<Mutex<Vec<(String, usize, usize)>>> = Arc::default();
+    let unanswered: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let (stop_tx, stop) = watch::channel(false);
+    let voting_started = Instant::now();
+
+    let mut background = JoinSet::new();
+    spawn_readers(&mut background, &settings, &api, &election, &stats, &live, &stop);
+    let sampler = tokio::spawn(sample_memory(
+        args.stack_dir.clone(),
+        Duration::from_secs(settings.sample_secs),
+        voting_started,
+        stop.clone(),
+    ));
+    let progress = tokio::spawn(show_progress(
+        plan.attempts.len() as u64,
+        live.clone(),
+        stats.clone(),
+        stop.clone(),
+    ));
+
+    // The open-loop schedule: attempt n goes out at its due time, whatever is still in flight.
+    let in_flight = Arc::new(Semaphore::new(settings.max_in_flight));
+    let votes_url: Arc<str> = format!("{}/api/v1/votes", api.ingestion_url).into();
+    let mut tasks = JoinSet::new();
+    for attempt in &plan.attempts {
+        let due = voting_started + attempt.due;
+        tokio::time::sleep_until(due.into()).await;
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            live.not_sent.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let (election_id, candidate_id) = match attempt.kind {
+            Kind::First | Kind::Repeat => (election.as_str(), candidates[attempt.candidate].as_str()),
+            Kind::Closed => (closed.as_str(), closed_candidates[attempt.candidate].as_str()),
+            Kind::Unknown => (unknown.as_str(), candidates[attempt.candidate].as_str()),
+        };
+        let body = format!(r#"{{"electionId":"{election_id}","candidateId":"{candidate_id}"}}"#);
+        let (http, url, tokens, stats, live, ledger, unanswered) = (
+            http.clone(),
+            votes_url.clone(),
+            tokens.clone(),
+            stats.clone(),
+            live.clone(),
+            ledger.clone(),
+            unanswered.clone(),
+        );
+        let attempt = *attempt;
+        live.sent.fetch_add(1, Ordering::Relaxed);
+        tasks.spawn(async move {
+            let (outcome, vote_id) = send_vote(&http, &url, &tokens[attempt.voter], body).await;
+            // Latency from the scheduled time: a slow server cannot hide behind fewer requests.
+            stats.record_latency(Endpoint::Vote, due.elapsed());
+            drop(permit);
+            live.answered.fetch_add(1, Ordering::Relaxed);
+            match (&outcome, vote_id) {
+                (Outcome::Accepted, Some(id)) => {
+                    live.accepted.fetch_add(1, Ordering::Relaxed);
+                    lock(&ledger).push((id, attempt.voter, attempt.candidate));
+                }
+                (Outcome::Unanswered, _) if matches!(attempt.kind, Kind::First | Kind::Repeat) => {
+                    lock(&unanswered).push(attempt.voter);
+                }
+                _ => {}
+            }
+            stats.record_outcome(attempt.kind, outcome);
+        });
+        // Reap finished tasks as we go so the set stays small.
+        while tasks.try_join_next().is_some() {}
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.context("a vote task failed")?;
+    }
+    let voting_secs = voting_started.elapsed().as_secs_f64();
+
+    // Close on time, then let the queue drain.
+    api.set_status(&election, "CLOSED").await?;
+    let drain_started = Instant::now();
+    let reconciliation = verdict::wait_for_drain(
+        &api,
+        &election,
+        Duration::from_secs(args.target.drain_timeout_secs),
+    )
+    .await?;
+    let drain_secs = drain_started.elapsed().as_secs_f64();
+    stop_tx.send_replace(true);
+    while background.join_next().await.is_some() {}
+    let memory = sampler.await.unwrap_or_default();
+    progress.await.ok();
+
+    // The ledger, with viewers and candidates by name.
+    let ledger = Ledger {
+        accepted: lock(&ledger)
+            .iter()
+            .map(|(id, voter, candidate)| LedgerVote {
+                vote_id: id.clone(),
+                voter: voter_sub(*voter),
+                candidate_id: candidates[*candidate].clone(),
+            })
+            .collect(),
+        unanswered_voters: lock(&unanswered).iter().map(|v| voter_sub(*v)).collect(),
+    };
+    let mut verdict = verdict::check(&api, &pool, &redis, &election, &ledger).await?;
+    verdict.push(answers_check(&stats, &live));
+
+    let run_id = format!(
+        "{}-{}",
+        settings.scenario.label(),
+        started_at.format("%Y%m%d-%H%M%S")
+    );
+    std::fs::create_dir_all(&args.report_dir)
+        .with_context(|| format!("creating {}", args.report_dir.display()))?;
+    let ledger_path = args.report_dir.join(format!("{run_id}.ledger.csv"));
+    ledger.write_csv(&ledger_path)?;
+    let report = Report::new(
+        &settings,
+        &plan,
+        started_at,
+        [election.clone(), closed, unknown],
+        &stats,
+        live.not_sent.load(Ordering::Relaxed),
+        voting_secs,
+        drain_secs,
+        Readers {
+            results_errors: live.results_errors.load(Ordering::Relaxed),
+            sse_events: live.sse_events.load(Ordering::Relaxed),
+            sse_errors: live.sse_errors.load(Ordering::Relaxed),
+        },
+        memory,
+        reconciliation,
+        verdict,
+        &ledger_path,
+    );
+    let report_path = args.report_dir.join(format!("{run_id}.json"));
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", report_path.display()))?;
+    println!("{}", report.summary());
+    println!("report: {}", report_path.display());
+    redis.close().await;
+    Ok(if report.verdict.clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Both services answer their readiness probe, or the error says how to start them.
+async fn ensure_ready(api: &Api) -> anyhow::Result<()> {
+    for (service, url) in [("results", &api.results_url), ("ingestion", &api.ingestion_url)] {
+        match api.http.get(format!("{url}/health/ready")).send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => bail!("the {service} service at {url} is not ready ({})", r.status()),
+            Err(e) => bail!(
+                "the {service} service does not answer at {url} ({e}): run `livevote stack up` first, \
+                 or point LIVEVOTE_{}_URL at it",
+                service.to_uppercase()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Creates an election with the four candidates; returns its id and the candidate ids in order.
+async fn create(api: &Api, title: &str, minutes: i64) -> anyhow::Result<(String, Vec<String>)> {
+    let created = api.create_election(title, &CANDIDATES, minutes).await?;
+    let id = created["electionId"].as_str().context("no electionId")?.to_owned();
+    let candidates: Vec<String> = created["candidates"]
+        .as_array()
+        .context("no candidates")?
+        .iter()
+        .filter_map(|c| c["candidateId"].as_str().map(str::to_owned))
+        .collect();
+    anyhow::ensure!(candidates.len() == CANDIDATES.len(), "the election came back with {} candidates", candidates.len());
+    Ok((id, candidates))
+}
+
+/// Sends one vote; the outcome, and the vote id of a 202.
+async fn send_vote(http: &reqwest::Client, url: &str, token: &str, body: String) -> (Outcome, Option<String>) {
+    let response = http
+        .post(url)
+        .bearer_auth(token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await;
+    let Ok(response) = response else {
+        return (Outcome::Unanswered, None);
+    };
+    let status = response.status().as_u16();
+    let Ok(bytes) = response.bytes().await else {
+        return (Outcome::Unanswered, None);
+    };
+    let doc: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if let (202, Some(id)) = (status, doc["voteId"].as_str()) {
+        return (Outcome::Accepted, Some(id.to_owned()));
+    }
+    let code = doc["code"].as_str().unwrap_or("(no code)").to_owned();
+    (Outcome::Refused { status, code }, None)
+}
+
+/// Result pollers (open loop, each on its own phase) and SSE followers.
+fn spawn_readers(
+    set: &mut JoinSet<()>,
+    settings: &Settings,
+    api: &Api,
+    election: &str,
+    stats: &Arc<Stats>,
+    live: &Arc<Live>,
+    stop: &watch::Receiver<bool>,
+) {
+    let period = Duration::from_millis(settings.poll_ms);
+    let results_url = format!("{}/api/v1/results/{election}", api.results_url);
+    for r in 0..settings.readers {
+        let phase = period.mul_f64(r as f64 / settings.readers as f64);
+        let (http, url, stats, live, mut stop) = (
+            api.http.clone(),
+            results_url.clone(),
+            stats.clone(),
+            live.clone(),
+            stop.clone(),
+        );
+        set.spawn(async move {
+            let start = Instant::now() + phase;
+            for n in 0u32.. {
+                let due = start + period * n;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                    _ = stop.changed() => return,
+                }
+                let ok = match http.get(&url).send().await {
+                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                stats.record_latency(Endpoint::Results, due.elapsed());
+                if !ok {
+                    live.results_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    let Ok(sse_http) = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+    else {
+        live.sse_errors.fetch_add(settings.sse_clients as u64, Ordering::Relaxed);
+        return;
+    };
+    let stream_url = format!("{results_url}/stream");
+    for _ in 0..settings.sse_clients {
+        let (http, url, stats, live, mut stop) = (
+            sse_http.clone(),
+            stream_url.clone(),
+            stats.clone(),
+            live.clone(),
+            stop.clone(),
+        );
+        set.spawn(async move {
+            let began = Instant::now();
+            let mut response = match http.get(&url).header("Accept", "text/event-stream").send().await {
+                Ok(r) if r.status().is_success() => r,
+                _ => {
+                    live.sse_errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
+            let mut first = true;
+            loop {
+                tokio::select! {
+                    chunk = response.chunk() => match chunk {
+                        Ok(Some(bytes)) => {
+                            if first {
+                                stats.record_latency(Endpoint::StreamFirstEvent, began.elapsed());
+                                first = false;
+                            }
+                            let events = bytes.windows(2).filter(|w| w == b"\n\n").count();
+                            live.sse_events.fetch_add(events as u64, Ordering::Relaxed);
+                        }
+                        // The server ended the stream before the run did.
+                        Ok(None) | Err(_) => {
+                            live.sse_errors.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    },
+                    _ = stop.changed() => return,
+                }
+            }
+        });
+    }
+}
+
+/// Reads the resident memory of every process the local stack recorded, every `every`.
+async fn sample_memory(
+    stack_dir: std::path::PathBuf,
+    every: Duration,
+    t0: Instant,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<MemorySample> {
+    let processes = stack_processes(&stack_dir);
+    if processes.is_empty() {
+        eprintln!(
+            "memory not sampled: no running services recorded in {} (LIVEVOTE_STACK_DIR)",
+            stack_dir.display()
+        );
+        return Vec::new();
+    }
+    let mut samples = Vec::new();
+    loop {
+        let t_secs = t0.elapsed().as_secs_f64();
+        for (service, pid) in &processes {
+            if let Some(rss_mb) = rss_mb(*pid) {
+                samples.push(MemorySample {
+                    t_secs,
+                    service: service.clone(),
+                    rss_mb,
+                });
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return samples,
+        }
+    }
+}
+
+/// (name, pid) of the services in the stack record (`livevote stack up`).
+fn stack_processes(dir: &Path) -> Vec<(String, u32)> {
+    let Ok(text) = std::fs::read_to_string(dir.join("stack.json")) else {
+        return Vec::new();
+    };
+    let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    doc["processes"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| Some((p["name"].as_str()?.to_owned(), p["pid"].as_u64()? as u32)))
+                .filter(|(_, pid)| rss_mb(*pid).is_some())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// VmRSS of a process, in MiB (Linux).
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// A bar on a terminal; a line every 5 s elsewhere (CI logs).
+async fn show_progress(total: u64, live: Arc<Live>, stats: Arc<Stats>, mut stop: watch::Receiver<bool>) {
+    let terminal = std::io::stderr().is_terminal();
+    let bar = if terminal {
+        let b = ProgressBar::new(total);
+        b.set_style(
+            ProgressStyle::with_template("{elapsed_precise} {bar:36.cyan/blue} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let every = if terminal { Duration::from_millis(250) } else { Duration::from_secs(5) };
+    let began = Instant::now();
+    loop {
+        let answered = live.answered.load(Ordering::Relaxed);
+        let p99 = stats
+            .latency(Endpoint::Vote)
+            .map_or(0.0, |l| l.p99_ms);
+        let line = format!(
+            "sent {} · answered {answered} · 202 {} · in flight {} · not sent {} · p99 {p99:.1} ms",
+            live.sent.load(Ordering::Relaxed),
+            live.accepted.load(Ordering::Relaxed),
+            live.sent.load(Ordering::Relaxed).saturating_sub(answered),
+            live.not_sent.load(Ordering::Relaxed),
+        );
+        if terminal {
+            bar.set_position(answered);
+            bar.set_message(line);
+        } else {
+            eprintln!("[{:>6.1} s] {line}", began.elapsed().as_secs_f64());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    bar.abandon();
+}
+
+/// Every attempt got the answer its kind calls for; shedding (503/429) and
+/// unanswered requests are allowed but listed.
+fn answers_check(stats: &Stats, live: &Live) -> Check {
+    let wrong: Vec<String> = stats
+        .outcomes()
+        .into_iter()
+        .filter(|(k, o, _)| !o.expected_for(*k) && !o.is_shed() && *o != Outcome::Unanswered)
+        .map(|(k, o, n)| format!("{n} {} attempts answered {}", k.label(), o.label()))
+        .collect();
+    let shed = stats.count(|_, o| o.is_shed());
+    let unanswered = stats.count(|_, o| *o == Outcome::Unanswered);
+    let not_sent = live.not_sent.load(Ordering::Relaxed);
+    Check {
+        name: "every attempt got the answer its kind calls for".into(),
+        passed: wrong.is_empty() && not_sent == 0,
+        detail: format!(
+            "{} unexpected answers; {shed} shed (503/429), {unanswered} unanswered, {not_sent} not sent (generator at --max-in-flight)",
+            wrong.len()
+        ),
+        ids: wrong,
+    }
+}

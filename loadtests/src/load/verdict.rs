@@ -1,0 +1,488 @@
+//! The exact verdict of a run, taken after the queue drained, from
+//! PostgreSQL (the record), Redis (the live tallies) and the reconciliation
+//! endpoint, against the client's own ledger of votes answered 202:
+//!
+//! 1. every vote id answered 202 is stored exactly once, for the viewer and
+//!    the candidate the client sent;
+//! 2. no viewer has two rows;
+//! 3. no row exists that the client was never told about (unless its viewer's
+//!    request went unanswered: then the server may rightly have taken it);
+//! 4. persisted tallies = count(votes) = the client's count of 202s, per candidate;
+//! 5. the live tallies equal the persisted ones, per candidate;
+//! 6. the reconciliation endpoint says balanced.
+//!
+//! Any miss fails the run and names the vote ids (or viewers) concerned.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use livevote_cli::api::Api;
+use livevote_domain::ElectionId;
+use livevote_ports::LiveTallies;
+use livevote_redis::RedisStore;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::Row;
+
+use super::VerifyArgs;
+
+/// A vote answered 202, as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerVote {
+    pub vote_id: String,
+    pub voter: String,
+    pub candidate_id: String,
+}
+
+/// What the client knows: the votes answered 202, and the viewers whose
+/// request for the election under test got no answer at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ledger {
+    pub accepted: Vec<LedgerVote>,
+    pub unanswered_voters: Vec<String>,
+}
+
+impl Ledger {
+    /// `vote_id,voter,candidate_id` per accepted vote; unanswered viewers as `,voter,`.
+    pub fn write_csv(&self, path: &Path) -> anyhow::Result<()> {
+        let mut text = String::from("vote_id,voter,candidate_id\n");
+        for v in &self.accepted {
+            text.push_str(&format!("{},{},{}\n", v.vote_id, v.voter, v.candidate_id));
+        }
+        for voter in &self.unanswered_voters {
+            text.push_str(&format!(",{voter},\n"));
+        }
+        std::fs::write(path, text).with_context(|| format!("writing the ledger {}", path.display()))
+    }
+
+    pub fn read_csv(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the ledger {}", path.display()))?;
+        let mut ledger = Ledger::default();
+        for (n, line) in text.lines().enumerate().skip(1) {
+            let fields: Vec<&str> = line.split(',').collect();
+            let [vote_id, voter, candidate_id] = fields[..] else {
+                bail!("{}:{}: expected vote_id,voter,candidate_id", path.display(), n + 1);
+            };
+            if vote_id.is_empty() {
+                ledger.unanswered_voters.push(voter.to_owned());
+            } else {
+                ledger.accepted.push(LedgerVote {
+                    vote_id: vote_id.to_owned(),
+                    voter: voter.to_owned(),
+                    candidate_id: candidate_id.to_owned(),
+                });
+            }
+        }
+        Ok(ledger)
+    }
+}
+
+/// One check of the verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+    /// The vote ids (or viewers, or candidates) that fail it.
+    pub ids: Vec<String>,
+}
+
+/// All checks; clean when every one passed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Verdict {
+    pub clean: bool,
+    pub checks: Vec<Check>,
+}
+
+impl Verdict {
+    pub fn push(&mut self, check: Check) {
+        self.clean &= check.passed;
+        self.checks.push(check);
+    }
+
+    /// One line per check, with at most 20 ids each.
+    pub fn text(&self) -> String {
+        let mut out = format!("verdict: {}\n", if self.clean { "CLEAN" } else { "FAILED" });
+        for c in &self.checks {
+            out.push_str(&format!(
+                "  [{}] {}: {}\n",
+                if c.passed { "ok" } else { "FAIL" },
+                c.name,
+                c.detail
+            ));
+            for id in c.ids.iter().take(20) {
+                out.push_str(&format!("         {id}\n"));
+            }
+            if c.ids.len() > 20 {
+                out.push_str(&format!("         ... and {} more (see the JSON report)\n", c.ids.len() - 20));
+            }
+        }
+        out
+    }
+}
+
+/// Polls the reconciliation until nothing is in flight any more; returns its last answer.
+pub async fn wait_for_drain(api: &Api, election: &str, timeout: Duration) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let terminal = std::io::stderr().is_terminal();
+    let mut told = Instant::now();
+    loop {
+        let r = api.reconciliation(election).await?;
+        if r["verdict"] != "pending" {
+            if terminal {
+                eprintln!();
+            }
+            return Ok(r);
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "the queue did not drain within {} s ({} messages still in flight): is the processor running?",
+                timeout.as_secs(),
+                r["inFlight"]
+            );
+        }
+        if terminal {
+            eprint!("\rdraining: {} votes accepted but not yet stored   ", r["inFlight"]);
+        } else if told.elapsed() >= Duration::from_secs(5) {
+            eprintln!("draining: {} votes accepted but not yet stored", r["inFlight"]);
+            told = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+type Row3 = (String, String, String);
+
+/// Takes the verdict of `election` against `ledger`.
+pub async fn check(
+    api: &Api,
+    pool: &sqlx::PgPool,
+    redis: &RedisStore,
+    election: &str,
+    ledger: &Ledger,
+) -> anyhow::Result<Verdict> {
+    let id = ElectionId::parse(election).map_err(|e| anyhow::anyhow!("{election}: {e}"))?;
+    let uuid: uuid::Uuid = election.parse().context("the election id is not a UUID")?;
+    let rows: Vec<Row3> = sqlx::query(
+        "SELECT vote_id::text, voter_id, candidate_id::text FROM votes WHERE election_id = $1",
+    )
+    .bind(uuid)
+    .fetch_all(pool)
+    .await
+    .context("reading the votes from PostgreSQL")?
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
+    let shards: Vec<(String, i64)> = sqlx::query(
+        "SELECT candidate_id::text, sum(votes)::bigint FROM tally_shards WHERE election_id = $1 GROUP BY candidate_id",
+    )
+    .bind(uuid)
+    .fetch_all(pool)
+    .await
+    .context("reading the tally shards from PostgreSQL")?
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect();
+    let live = redis
+        .accepted_counts(id)
+        .await
+        .context("reading the live tallies from Redis")?;
+    let live: BTreeMap<String, u64> = live
+        .into_iter()
+        .map(|c| (c.candidate_id.to_string(), c.votes))
+        .collect();
+    let reconciliation = api.reconciliation(election).await?;
+    Ok(judge(ledger, &rows, &shards, &live, &reconciliation))
+}
+
+/// The checks themselves, on what was read (pure, unit-tested).
+pub fn judge(
+    ledger: &Ledger,
+    rows: &[Row3],
+    shards: &[(String, i64)],
+    live: &BTreeMap<String, u64>,
+    reconciliation: &Value,
+) -> Verdict {
+    let mut verdict = Verdict {
+        clean: true,
+        checks: Vec::new(),
+    };
+    let mut by_id: HashMap<&str, Vec<&Row3>> = HashMap::new();
+    for row in rows {
+        by_id.entry(row.0.as_str()).or_default().push(row);
+    }
+
+    // 1. Every 202 stored exactly once, as cast.
+    let mut bad = Vec::new();
+    for v in &ledger.accepted {
+        match by_id.get(v.vote_id.as_str()).map(Vec::as_slice) {
+            None | Some([]) => bad.push(format!("{} missing (viewer {}, candidate {})", v.vote_id, v.voter, v.candidate_id)),
+            Some([(_, voter, candidate)]) if *voter == v.voter && *candidate == v.candidate_id => {}
+            Some([(_, voter, candidate)]) => bad.push(format!(
+                "{} stored as viewer {voter}, candidate {candidate}; sent as viewer {}, candidate {}",
+                v.vote_id, v.voter, v.candidate_id
+            )),
+            Some(many) => bad.push(format!("{} stored {} times", v.vote_id, many.len())),
+        }
+    }
+    bad.sort();
+    verdict.push(Check {
+        name: "every vote answered 202 is stored exactly once, as cast".into(),
+        passed: bad.is_empty(),
+        detail: format!("{} of {} votes answered 202 are not", bad.len(), ledger.accepted.len()),
+        ids: bad,
+    });
+
+    // 2. No viewer twice.
+    let mut per_voter: HashMap<&str, usize> = HashMap::new();
+    for row in rows {
+        *per_voter.entry(row.1.as_str()).or_default() += 1;
+    }
+    let mut twice: Vec<String> = per_voter
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(v, n)| format!("viewer {v} has {n} rows"))
+        .collect();
+    twice.sort();
+    verdict.push(Check {
+        name: "no viewer has two rows".into(),
+        passed: twice.is_empty(),
+        detail: format!("{} viewers with more than one row among {} rows", twice.len(), rows.len()),
+        ids: twice,
+    });
+
+    // 3. No row the client was not told about, unless its request went unanswered.
+    let known: HashSet<&str> = ledger.accepted.iter().map(|v| v.vote_id.as_str()).collect();
+    let unanswered: HashSet<&str> = ledger.unanswered_voters.iter().map(String::as_str).collect();
+    let extra: Vec<&Row3> = rows.iter().filter(|r| !known.contains(r.0.as_str())).collect();
+    let (explained, mut unexplained): (Vec<&Row3>, Vec<&Row3>) =
+        extra.into_iter().partition(|r| unanswered.contains(r.1.as_str()));
+    unexplained.sort();
+    verdict.push(Check {
+        name: "no stored vote the client was not answered 202 for".into(),
+        passed: unexplained.is_empty(),
+        detail: format!(
+            "{} unexplained rows; {} rows whose request went unanswered (counted, as the server took them)",
+            unexplained.len(),
+            explained.len()
+        ),
+        ids: unexplained
+            .iter()
+            .map(|r| format!("{} (viewer {}, candidate {})", r.0, r.1, r.2))
+            .collect(),
+    });
+
+    // 4. Tallies = count(votes) = the client's 202s (plus the explained rows), per candidate.
+    let mut counted: BTreeMap<String, i64> = BTreeMap::new();
+    for row in rows {
+        *counted.entry(row.2.clone()).or_default() += 1;
+    }
+    let mut client: BTreeMap<String, i64> = BTreeMap::new();
+    for v in &ledger.accepted {
+        *client.entry(v.candidate_id.clone()).or_default() += 1;
+    }
+    for r in &explained {
+        *client.entry(r.2.clone()).or_default() += 1;
+    }
+    let tallies: BTreeMap<String, i64> = shards.iter().cloned().collect();
+    let candidates: std::collections::BTreeSet<&String> =
+        counted.keys().chain(client.keys()).chain(tallies.keys()).collect();
+    let mut off = Vec::new();
+    for c in &candidates {
+        let (t, n, a) = (
+            tallies.get(*c).copied().unwrap_or(0),
+            counted.get(*c).copied().unwrap_or(0),
+            client.get(*c).copied().unwrap_or(0),
+        );
+        if t != n || n != a {
+            off.push(format!("candidate {c}: tally shards {t}, count(votes) {n}, client 202s {a}"));
+        }
+    }
+    let total = |m: &BTreeMap<String, i64>| m.values().sum::<i64>();
+    verdict.push(Check {
+        name: "persisted tallies = count(votes) = the client's 202s".into(),
+        passed: off.is_empty(),
+        detail: format!(
+            "tally shards {}, count(votes) {}, client 202s {}",
+            total(&tallies),
+            total(&counted),
+            total(&client)
+        ),
+        ids: off,
+    });
+
+    // 5. Live = persisted.
+    let mut drift = Vec::new();
+    for c in counted.keys().chain(live.keys()).collect::<std::collections::BTreeSet<_>>() {
+        let (l, p) = (live.get(c).copied().unwrap_or(0) as i64, counted.get(c).copied().unwrap_or(0));
+        if l != p {
+            drift.push(format!("candidate {c}: live {l}, persisted {p}"));
+        }
+    }
+    verdict.push(Check {
+        name: "live tallies equal persisted tallies".into(),
+        passed: drift.is_empty(),
+        detail: format!("live {} vs persisted {}", live.values().sum::<u64>(), total(&counted)),
+        ids: drift,
+    });
+
+    // 6. The service's own reconciliation.
+    let said = reconciliation["verdict"].as_str().unwrap_or("?").to_owned();
+    verdict.push(Check {
+        name: "the reconciliation endpoint says balanced".into(),
+        passed: said == "balanced",
+        detail: format!(
+            "verdict {said}: accepted {}, persisted {}, in flight {}",
+            reconciliation["accepted"], reconciliation["persisted"], reconciliation["inFlight"]
+        ),
+        ids: Vec::new(),
+    });
+    verdict
+}
+
+/// What `verify` needs from a report.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportRef {
+    election: String,
+    ledger: PathBuf,
+}
+
+/// `livevote-load verify`: the verdict again, from a report and its ledger.
+pub async fn verify_report(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.report)
+        .with_context(|| format!("reading the report {}", args.report.display()))?;
+    let report: ReportRef = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a livevote-load report", args.report.display()))?;
+    // A relative ledger path is relative to the report's folder.
+    let ledger_path = if report.ledger.is_absolute() {
+        report.ledger.clone()
+    } else {
+        args.report
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(report.ledger.file_name().unwrap_or_default())
+    };
+    let ledger = Ledger::read_csv(&ledger_path)?;
+    let (api, pool, redis) = args.target.connect().await?;
+    wait_for_drain(&api, &report.election, Duration::from_secs(args.target.drain_timeout_secs)).await?;
+    let verdict = check(&api, &pool, &redis, &report.election, &ledger).await?;
+    println!("election {}: {} votes answered 202 in the ledger", report.election, ledger.accepted.len());
+    print!("{}", verdict.text());
+    redis.close().await;
+    Ok(if verdict.clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vote(id: &str, voter: &str, candidate: &str) -> LedgerVote {
+        LedgerVote {
+            vote_id: id.into(),
+            voter: voter.into(),
+            candidate_id: candidate.into(),
+        }
+    }
+
+    fn row(id: &str, voter: &str, candidate: &str) -> Row3 {
+        (id.into(), voter.into(), candidate.into())
+    }
+
+    fn balanced() -> Value {
+        serde_json::json!({"verdict": "balanced", "accepted": 2, "persisted": 2, "inFlight": 0})
+    }
+
+    fn failed(v: &Verdict) -> Vec<&str> {
+        v.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_complete_store_is_clean() {
+        let ledger = Ledger {
+            accepted: vec![vote("v1", "a", "c1"), vote("v2", "b", "c2")],
+            unanswered_voters: vec![],
+        };
+        let rows = [row("v1", "a", "c1"), row("v2", "b", "c2")];
+        let shards = [("c1".to_owned(), 1), ("c2".to_owned(), 1)];
+        let live = BTreeMap::from([("c1".to_owned(), 1), ("c2".to_owned(), 1)]);
+        let v = judge(&ledger, &rows, &shards, &live, &balanced());
+        assert!(v.clean, "{}", v.text());
+        assert_eq!(v.checks.len(), 6);
+    }
+
+    #[test]
+    fn a_lost_vote_fails_and_is_named() {
+        let ledger = Ledger {
+            accepted: vec![vote("v1", "a", "c1"), vote("v2", "b", "c2")],
+            unanswered_voters: vec![],
+        };
+        let rows = [row("v1", "a", "c1")];
+        let shards = [("c1".to_owned(), 1), ("c2".to_owned(), 1)];
+        let live = BTreeMap::from([("c1".to_owned(), 1), ("c2".to_owned(), 1)]);
+        let v = judge(&ledger, &rows, &shards, &live, &balanced());
+        assert!(!v.clean);
+        assert_eq!(v.checks[0].ids, vec!["v2 missing (viewer b, candidate c2)"]);
+        assert_eq!(
+            failed(&v),
+            vec![
+                "every vote answered 202 is stored exactly once, as cast",
+                "persisted tallies = count(votes) = the client's 202s",
+                "live tallies equal persisted tallies"
+            ]
+        );
+        assert!(v.text().contains("v2 missing"));
+    }
+
+    #[test]
+    fn a_wrong_candidate_an_unknown_row_and_a_pending_reconciliation_fail() {
+        let ledger = Ledger {
+            accepted: vec![vote("v1", "a", "c1")],
+            unanswered_voters: vec!["z".into()],
+        };
+        // v1 stored for the wrong candidate; x1 nobody was told about; z1 explained.
+        let rows = [row("v1", "a", "c2"), row("x1", "q", "c1"), row("z1", "z", "c1")];
+        let shards = [("c1".to_owned(), 2), ("c2".to_owned(), 1)];
+        let live = BTreeMap::from([("c1".to_owned(), 2), ("c2".to_owned(), 1)]);
+        let v = judge(&ledger, &rows, &shards, &live, &serde_json::json!({"verdict": "loss"}));
+        assert!(v.checks[0].ids[0].contains("stored as viewer a, candidate c2"));
+        assert_eq!(v.checks[2].ids, vec!["x1 (viewer q, candidate c1)"]);
+        assert!(v.checks[2].detail.contains("1 rows whose request went unanswered"));
+        assert!(failed(&v).contains(&"the reconciliation endpoint says balanced"));
+    }
+
+    #[test]
+    fn two_rows_of_one_viewer_fail() {
+        let ledger = Ledger {
+            accepted: vec![vote("v1", "a", "c1"), vote("v2", "a", "c2")],
+            unanswered_voters: vec![],
+        };
+        let rows = [row("v1", "a", "c1"), row("v2", "a", "c2")];
+        let shards = [("c1".to_owned(), 1), ("c2".to_owned(), 1)];
+        let live = BTreeMap::from([("c1".to_owned(), 1), ("c2".to_owned(), 1)]);
+        let v = judge(&ledger, &rows, &shards, &live, &balanced());
+        assert_eq!(failed(&v), vec!["no viewer has two rows"]);
+        assert_eq!(v.checks[1].ids, vec!["viewer a has 2 rows"]);
+    }
+
+    #[test]
+    fn the_ledger_round_trips_through_csv() {
+        let ledger = Ledger {
+            accepted: vec![vote("v1", "load|viewer-0000001", "c1")],
+            unanswered_voters: vec!["load|viewer-0000002".into()],
+        };
+        let path = std::env::temp_dir().join(format!("lv-ledger-{}.csv", std::process::id()));
+        ledger.write_csv(&path).unwrap();
+        assert_eq!(Ledger::read_csv(&path).unwrap(), ledger);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
