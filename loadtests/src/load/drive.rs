@@ -80,7 +80,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     // The election under test, and a closed one for the "closed" share.
     let started_at = chrono::Utc::now();
     let minutes = (settings.shape.duration_secs / 60.0).ceil() as i64 + 30;
-    let title = format!("load {} {}", settings.scenario.label(), started_at.format("%H:%M:%S"));
+    let title = format!(
+        "load {} {}",
+        settings.scenario.label(),
+        started_at.format("%H:%M:%S")
+    );
     let (election, candidates) = create(&api, &title, minutes).await?;
     let (closed, closed_candidates) = create(&api, &format!("{title} (closed)"), minutes).await?;
     api.open(&closed).await?;
@@ -263,19 +267,31 @@ async fn ensure_ready(api: &Api) -> anyhow::Result<()> {
 /// Creates an election with the four candidates; returns its id and the candidate ids in order.
 async fn create(api: &Api, title: &str, minutes: i64) -> anyhow::Result<(String, Vec<String>)> {
     let created = api.create_election(title, &CANDIDATES, minutes).await?;
-    let id = created["electionId"].as_str().context("no electionId")?.to_owned();
+    let id = created["electionId"]
+        .as_str()
+        .context("no electionId")?
+        .to_owned();
     let candidates: Vec<String> = created["candidates"]
         .as_array()
         .context("no candidates")?
         .iter()
         .filter_map(|c| c["candidateId"].as_str().map(str::to_owned))
         .collect();
-    anyhow::ensure!(candidates.len() == CANDIDATES.len(), "the election came back with {} candidates", candidates.len());
+    anyhow::ensure!(
+        candidates.len() == CANDIDATES.len(),
+        "the election came back with {} candidates",
+        candidates.len()
+    );
     Ok((id, candidates))
 }
 
 /// Sends one vote; the outcome, and the vote id of a 202.
-async fn send_vote(http: &reqwest::Client, url: &str, token: &str, body: String) -> (Outcome, Option<String>) {
+async fn send_vote(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: String,
+) -> (Outcome, Option<String>) {
     let response = http
         .post(url)
         .bearer_auth(token)
@@ -342,7 +358,8 @@ fn spawn_readers(
         .connect_timeout(Duration::from_secs(5))
         .build()
     else {
-        live.sse_errors.fetch_add(settings.sse_clients as u64, Ordering::Relaxed);
+        live.sse_errors
+            .fetch_add(settings.sse_clients as u64, Ordering::Relaxed);
         return;
     };
     let stream_url = format!("{results_url}/stream");
@@ -466,13 +483,15 @@ async fn show_progress(total: u64, live: Arc<Live>, stats: Arc<Stats>, mut stop:
     } else {
         ProgressBar::hidden()
     };
-    let every = if terminal { Duration::from_millis(250) } else { Duration::from_secs(5) };
+    let every = if terminal {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(5)
+    };
     let began = Instant::now();
     loop {
         let answered = live.answered.load(Ordering::Relaxed);
-        let p99 = stats
-            .latency(Endpoint::Vote)
-            .map_or(0.0, |l| l.p99_ms);
+        let p99 = stats.latency(Endpoint::Vote).map_or(0.0, |l| l.p99_ms);
         let line = format!(
             "sent {} · answered {answered} · 202 {} · in flight {} · not sent {} · p99 {p99:.1} ms",
             live.sent.load(Ordering::Relaxed),

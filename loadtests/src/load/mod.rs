@@ -155,7 +155,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "loadtests/reports")]
     pub report_dir: PathBuf,
     /// Signed viewer tokens are kept here between runs (RS256 signing is slow); `none` disables.
-    #[arg(long, env = "LIVEVOTE_LOAD_TOKEN_CACHE", default_value = ".livevote/load-tokens.txt")]
+    #[arg(
+        long,
+        env = "LIVEVOTE_LOAD_TOKEN_CACHE",
+        default_value = ".livevote/load-tokens.txt"
+    )]
     pub token_cache: PathBuf,
     /// The local stack's folder: its record of the services' pids is used to sample their memory.
     #[arg(long, env = "LIVEVOTE_STACK_DIR", default_value = ".livevote")]
@@ -208,7 +212,10 @@ impl RunArgs {
             mix.repeat + mix.closed + mix.unknown < 100,
             "the repeat, closed and unknown shares must leave room for first votes"
         );
-        anyhow::ensure!(shape.total() > 0, "the run schedules no attempt: raise --rate or --duration-secs");
+        anyhow::ensure!(
+            shape.total() > 0,
+            "the run schedules no attempt: raise --rate or --duration-secs"
+        );
         anyhow::ensure!(self.max_in_flight > 0, "--max-in-flight must be at least 1");
         Ok(Settings {
             scenario: self.scenario,

@@ -219,7 +219,10 @@ mod tests {
         assert!(dues.last().unwrap().as_secs_f64() < 10.0);
         // The first second of the ramp holds far fewer attempts than the last.
         let first = dues.iter().filter(|d| d.as_secs_f64() < 1.0).count();
-        let fourth = dues.iter().filter(|d| (3.0..4.0).contains(&d.as_secs_f64())).count();
+        let fourth = dues
+            .iter()
+            .filter(|d| (3.0..4.0).contains(&d.as_secs_f64()))
+            .count();
         assert_eq!((first, fourth), (125, 875));
     }
 
@@ -240,7 +243,11 @@ mod tests {
         );
         let n = plan.attempts.len() as f64;
         let share = |k| plan.count(k) as f64 / n * 100.0;
-        assert!((share(Kind::Repeat) - 10.0).abs() < 1.0, "{}", share(Kind::Repeat));
+        assert!(
+            (share(Kind::Repeat) - 10.0).abs() < 1.0,
+            "{}",
+            share(Kind::Repeat)
+        );
         assert!((share(Kind::Closed) - 3.0).abs() < 0.5);
         assert!((share(Kind::Unknown) - 2.0).abs() < 0.5);
         assert_eq!(plan.voters, plan.count(Kind::First));

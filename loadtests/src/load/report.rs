@@ -150,7 +150,11 @@ impl Report {
                     expected: o.expected_for(k),
                 })
                 .collect(),
-            latency: stats.latencies().into_iter().map(|(e, l)| (e.label(), l)).collect(),
+            latency: stats
+                .latencies()
+                .into_iter()
+                .map(|(e, l)| (e.label(), l))
+                .collect(),
             readers,
             drain_secs,
             memory,
@@ -204,7 +208,12 @@ impl Report {
         if s.readers + s.sse_clients > 0 {
             out.push_str(&format!(
                 "readers    {} pollers every {} ms ({} errors); {} SSE clients, {} events ({} errors)\n",
-                s.readers, s.poll_ms, self.readers.results_errors, s.sse_clients, self.readers.sse_events, self.readers.sse_errors
+                s.readers,
+                s.poll_ms,
+                self.readers.results_errors,
+                s.sse_clients,
+                self.readers.sse_events,
+                self.readers.sse_errors
             ));
         }
         if !self.memory.is_empty() {
@@ -217,7 +226,10 @@ impl Report {
             }
             out.push('\n');
         }
-        out.push_str(&format!("drained    {:.1} s after the lines closed\n", self.drain_secs));
+        out.push_str(&format!(
+            "drained    {:.1} s after the lines closed\n",
+            self.drain_secs
+        ));
         out.push_str(&self.verdict.text());
         out
     }

@@ -78,7 +78,13 @@ impl Outcome {
     }
 
     pub fn is_shed(&self) -> bool {
-        matches!(self, Outcome::Refused { status: 503 | 429, .. })
+        matches!(
+            self,
+            Outcome::Refused {
+                status: 503 | 429,
+                ..
+            }
+        )
     }
 }
 

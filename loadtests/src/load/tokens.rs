@@ -79,7 +79,10 @@ pub fn viewer_tokens(issuer: &DevIssuer, n: usize, cache: &Path) -> anyhow::Resu
                         claims.ttl = TTL;
                         out.push(issuer.token(&claims));
                         let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                        if w == 0 && (d.is_multiple_of(2000) || d == missing) && (terminal || d.is_multiple_of(20_000)) {
+                        if w == 0
+                            && (d.is_multiple_of(2000) || d == missing)
+                            && (terminal || d.is_multiple_of(20_000))
+                        {
                             eprint!("\r  signed {d}/{missing}");
                         }
                         i += workers;

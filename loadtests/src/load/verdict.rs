@@ -66,7 +66,11 @@ impl Ledger {
         for (n, line) in text.lines().enumerate().skip(1) {
             let fields: Vec<&str> = line.split(',').collect();
             let [vote_id, voter, candidate_id] = fields[..] else {
-                bail!("{}:{}: expected vote_id,voter,candidate_id", path.display(), n + 1);
+                bail!(
+                    "{}:{}: expected vote_id,voter,candidate_id",
+                    path.display(),
+                    n + 1
+                );
             };
             if vote_id.is_empty() {
                 ledger.unanswered_voters.push(voter.to_owned());
@@ -119,7 +123,10 @@ impl Verdict {
                 out.push_str(&format!("         {id}\n"));
             }
             if c.ids.len() > 20 {
-                out.push_str(&format!("         ... and {} more (see the JSON report)\n", c.ids.len() - 20));
+                out.push_str(&format!(
+                    "         ... and {} more (see the JSON report)\n",
+                    c.ids.len() - 20
+                ));
             }
         }
         out
@@ -147,7 +154,10 @@ pub async fn wait_for_drain(api: &Api, election: &str, timeout: Duration) -> any
             );
         }
         if terminal {
-            eprint!("\rdraining: {} votes accepted but not yet stored   ", r["inFlight"]);
+            eprint!(
+                "\rdraining: {} votes accepted but not yet stored   ",
+                r["inFlight"]
+            );
         } else if told.elapsed() >= Duration::from_secs(5) {
             eprintln!("draining: {} votes accepted but not yet stored", r["inFlight"]);
             told = Instant::now();
@@ -168,16 +178,15 @@ pub async fn check(
 ) -> anyhow::Result<Verdict> {
     let id = ElectionId::parse(election).map_err(|e| anyhow::anyhow!("{election}: {e}"))?;
     let uuid: uuid::Uuid = election.parse().context("the election id is not a UUID")?;
-    let rows: Vec<Row3> = sqlx::query(
-        "SELECT vote_id::text, voter_id, candidate_id::text FROM votes WHERE election_id = $1",
-    )
-    .bind(uuid)
-    .fetch_all(pool)
-    .await
-    .context("reading the votes from PostgreSQL")?
-    .into_iter()
-    .map(|r| (r.get(0), r.get(1), r.get(2)))
-    .collect();
+    let rows: Vec<Row3> =
+        sqlx::query("SELECT vote_id::text, voter_id, candidate_id::text FROM votes WHERE election_id = $1")
+            .bind(uuid)
+            .fetch_all(pool)
+            .await
+            .context("reading the votes from PostgreSQL")?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
     let shards: Vec<(String, i64)> = sqlx::query(
         "SELECT candidate_id::text, sum(votes)::bigint FROM tally_shards WHERE election_id = $1 GROUP BY candidate_id",
     )
@@ -221,7 +230,10 @@ pub fn judge(
     let mut bad = Vec::new();
     for v in &ledger.accepted {
         match by_id.get(v.vote_id.as_str()).map(Vec::as_slice) {
-            None | Some([]) => bad.push(format!("{} missing (viewer {}, candidate {})", v.vote_id, v.voter, v.candidate_id)),
+            None | Some([]) => bad.push(format!(
+                "{} missing (viewer {}, candidate {})",
+                v.vote_id, v.voter, v.candidate_id
+            )),
             Some([(_, voter, candidate)]) if *voter == v.voter && *candidate == v.candidate_id => {}
             Some([(_, voter, candidate)]) => bad.push(format!(
                 "{} stored as viewer {voter}, candidate {candidate}; sent as viewer {}, candidate {}",
@@ -234,7 +246,11 @@ pub fn judge(
     verdict.push(Check {
         name: "every vote answered 202 is stored exactly once, as cast".into(),
         passed: bad.is_empty(),
-        detail: format!("{} of {} votes answered 202 are not", bad.len(), ledger.accepted.len()),
+        detail: format!(
+            "{} of {} votes answered 202 are not",
+            bad.len(),
+            ledger.accepted.len()
+        ),
         ids: bad,
     });
 
@@ -252,7 +268,11 @@ pub fn judge(
     verdict.push(Check {
         name: "no viewer has two rows".into(),
         passed: twice.is_empty(),
-        detail: format!("{} viewers with more than one row among {} rows", twice.len(), rows.len()),
+        detail: format!(
+            "{} viewers with more than one row among {} rows",
+            twice.len(),
+            rows.len()
+        ),
         ids: twice,
     });
 
@@ -290,8 +310,11 @@ pub fn judge(
         *client.entry(r.2.clone()).or_default() += 1;
     }
     let tallies: BTreeMap<String, i64> = shards.iter().cloned().collect();
-    let candidates: std::collections::BTreeSet<&String> =
-        counted.keys().chain(client.keys()).chain(tallies.keys()).collect();
+    let candidates: std::collections::BTreeSet<&String> = counted
+        .keys()
+        .chain(client.keys())
+        .chain(tallies.keys())
+        .collect();
     let mut off = Vec::new();
     for c in &candidates {
         let (t, n, a) = (
@@ -300,7 +323,9 @@ pub fn judge(
             client.get(*c).copied().unwrap_or(0),
         );
         if t != n || n != a {
-            off.push(format!("candidate {c}: tally shards {t}, count(votes) {n}, client 202s {a}"));
+            off.push(format!(
+                "candidate {c}: tally shards {t}, count(votes) {n}, client 202s {a}"
+            ));
         }
     }
     let total = |m: &BTreeMap<String, i64>| m.values().sum::<i64>();
@@ -318,8 +343,15 @@ pub fn judge(
 
     // 5. Live = persisted.
     let mut drift = Vec::new();
-    for c in counted.keys().chain(live.keys()).collect::<std::collections::BTreeSet<_>>() {
-        let (l, p) = (live.get(c).copied().unwrap_or(0) as i64, counted.get(c).copied().unwrap_or(0));
+    for c in counted
+        .keys()
+        .chain(live.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (l, p) = (
+            live.get(c).copied().unwrap_or(0) as i64,
+            counted.get(c).copied().unwrap_or(0),
+        );
         if l != p {
             drift.push(format!("candidate {c}: live {l}, persisted {p}"));
         }
@@ -327,7 +359,11 @@ pub fn judge(
     verdict.push(Check {
         name: "live tallies equal persisted tallies".into(),
         passed: drift.is_empty(),
-        detail: format!("live {} vs persisted {}", live.values().sum::<u64>(), total(&counted)),
+        detail: format!(
+            "live {} vs persisted {}",
+            live.values().sum::<u64>(),
+            total(&counted)
+        ),
         ids: drift,
     });
 
@@ -370,9 +406,18 @@ pub async fn verify_report(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let ledger = Ledger::read_csv(&ledger_path)?;
     let (api, pool, redis) = args.target.connect().await?;
-    wait_for_drain(&api, &report.election, Duration::from_secs(args.target.drain_timeout_secs)).await?;
+    wait_for_drain(
+        &api,
+        &report.election,
+        Duration::from_secs(args.target.drain_timeout_secs),
+    )
+    .await?;
     let verdict = check(&api, &pool, &redis, &report.election, &ledger).await?;
-    println!("election {}: {} votes answered 202 in the ledger", report.election, ledger.accepted.len());
+    println!(
+        "election {}: {} votes answered 202 in the ledger",
+        report.election,
+        ledger.accepted.len()
+    );
     print!("{}", verdict.text());
     redis.close().await;
     Ok(if verdict.clean {
@@ -403,7 +448,11 @@ mod tests {
     }
 
     fn failed(v: &Verdict) -> Vec<&str> {
-        v.checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect()
+        v.checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| c.name.as_str())
+            .collect()
     }
 
     #[test]
@@ -453,10 +502,20 @@ mod tests {
         let rows = [row("v1", "a", "c2"), row("x1", "q", "c1"), row("z1", "z", "c1")];
         let shards = [("c1".to_owned(), 2), ("c2".to_owned(), 1)];
         let live = BTreeMap::from([("c1".to_owned(), 2), ("c2".to_owned(), 1)]);
-        let v = judge(&ledger, &rows, &shards, &live, &serde_json::json!({"verdict": "loss"}));
+        let v = judge(
+            &ledger,
+            &rows,
+            &shards,
+            &live,
+            &serde_json::json!({"verdict": "loss"}),
+        );
         assert!(v.checks[0].ids[0].contains("stored as viewer a, candidate c2"));
         assert_eq!(v.checks[2].ids, vec!["x1 (viewer q, candidate c1)"]);
-        assert!(v.checks[2].detail.contains("1 rows whose request went unanswered"));
+        assert!(
+            v.checks[2]
+                .detail
+                .contains("1 rows whose request went unanswered")
+        );
         assert!(failed(&v).contains(&"the reconciliation endpoint says balanced"));
     }
 
