@@ -49,14 +49,9 @@ impl RejectReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricEvent {
     /// Votes answered 202 (the `A` of reconciliation).
-    VotesAccepted {
-        election: ElectionId,
-        count: u64,
-    },
+    VotesAccepted { election: ElectionId, count: u64 },
     /// A vote request refused.
-    VoteRejected {
-        reason: RejectReason,
-    },
+    VoteRejected { reason: RejectReason },
     /// A retry with the same idempotency key answered with the original vote.
     VoteReplayed,
     /// The queue acknowledged a vote but its claim was gone at confirm time:
@@ -71,23 +66,13 @@ pub enum MetricEvent {
         latency: Duration,
     },
     /// Votes persisted for an election (the `P` of reconciliation).
-    VotesPersisted {
-        election: ElectionId,
-        count: u64,
-    },
+    VotesPersisted { election: ElectionId, count: u64 },
     /// Votes dropped because the voter already had one (`D`).
-    DuplicatesDropped {
-        election: ElectionId,
-        count: u64,
-    },
+    DuplicatesDropped { election: ElectionId, count: u64 },
     /// Redelivered copies of stored votes, ignored.
-    Redeliveries {
-        count: u64,
-    },
+    Redeliveries { count: u64 },
     /// Messages found poisonous and left for the dead-letter queue.
-    PoisonMessages {
-        count: u64,
-    },
+    PoisonMessages { count: u64 },
     /// One HTTP request answered. `route` comes from a fixed set, so the
     /// label stays bounded.
     HttpRequest {
@@ -95,20 +80,28 @@ pub enum MetricEvent {
         status: u16,
         latency: Duration,
     },
-    /// How long the oldest message of a persisted batch waited, from its
-    /// send to the commit (queue lag).
     /// The results service read an election's counts from its stores (one
     /// read serves every poller and stream client of that election).
-    ResultsRead {
-        election: ElectionId,
-    },
+    ResultsRead { election: ElectionId },
     /// Server-Sent Events streams open now.
-    ResultStreams {
-        open: u64,
+    ResultStreams { open: u64 },
+    /// The results service's periodic reconciliation of one election (the
+    /// same figures as its audit endpoint): votes still queued, and votes
+    /// missing (`A > P + D + L`) or in surplus once nothing is queued.
+    Reconciled {
+        election: ElectionId,
+        in_flight: u64,
+        lost: u64,
+        surplus: u64,
     },
-    QueueLag {
-        lag: Duration,
+    /// The vote queue as the last reconciliation saw it.
+    QueueState {
+        oldest_age: Option<Duration>,
+        dead_letter_messages: u64,
     },
+    /// How long the oldest message of a persisted batch waited, from its
+    /// send to the commit (queue lag).
+    QueueLag { lag: Duration },
     /// One persisted batch.
     PersistBatch {
         votes: usize,

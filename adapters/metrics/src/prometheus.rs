@@ -71,6 +71,12 @@ impl PrometheusMetrics {
         self.labelled_seconds(name, vec![], d);
     }
 
+    fn gauge(&self, name: &'static str, labels: Vec<Label>, value: f64) {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &METADATA)
+            .set(value);
+    }
+
     fn labelled_seconds(&self, name: &'static str, labels: Vec<Label>, d: std::time::Duration) {
         self.recorder
             .register_histogram(&Key::from_parts(name, labels), &METADATA)
@@ -98,12 +104,40 @@ impl Metrics for PrometheusMetrics {
                 self.count("livevote_results_reads_total", election(&e), 1);
             }
             MetricEvent::ResultStreams { open } => {
-                self.recorder
-                    .register_gauge(
-                        &Key::from_parts("livevote_results_streams_open", vec![]),
-                        &METADATA,
-                    )
-                    .set(open as f64);
+                self.gauge("livevote_results_streams_open", vec![], open as f64);
+            }
+            MetricEvent::Reconciled {
+                election: e,
+                in_flight,
+                lost,
+                surplus,
+            } => {
+                self.gauge(
+                    "livevote_reconciliation_in_flight_votes",
+                    election(&e),
+                    in_flight as f64,
+                );
+                self.gauge("livevote_reconciliation_lost_votes", election(&e), lost as f64);
+                self.gauge(
+                    "livevote_reconciliation_surplus_votes",
+                    election(&e),
+                    surplus as f64,
+                );
+            }
+            MetricEvent::QueueState {
+                oldest_age,
+                dead_letter_messages,
+            } => {
+                self.gauge(
+                    "livevote_queue_oldest_message_age_seconds",
+                    vec![],
+                    oldest_age.map_or(0.0, |a| a.as_secs_f64()),
+                );
+                self.gauge(
+                    "livevote_dead_letter_messages",
+                    vec![],
+                    dead_letter_messages as f64,
+                );
             }
             MetricEvent::VoteReplayed => self.count("livevote_votes_replayed_total", vec![], 1),
             MetricEvent::ConfirmMissed => self.count("livevote_confirms_missed_total", vec![], 1),

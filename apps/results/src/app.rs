@@ -144,6 +144,14 @@ impl App {
             })
         });
 
+        if !config.reconcile_every.is_zero() {
+            background.push(tokio::spawn(crate::watch::reconcile_periodically(
+                reads.clone(),
+                admin.clone(),
+                Arc::new(telemetry.clone()),
+                config.reconcile_every,
+            )));
+        }
         let readiness: Arc<[Arc<dyn ReadinessCheck>]> = Arc::new([
             check("postgres", move || {
                 let pool = pool.clone();

@@ -74,6 +74,10 @@ pub struct Config {
     /// How often a watched election's stream looks for new counts, ms (1..=1000).
     #[arg(long, env = "LIVEVOTE_RESULTS_POLL_MS", default_value = "250", value_parser = millis)]
     pub results_poll: Duration,
+    /// How often the open and closed elections are reconciled for the metrics
+    /// (`livevote_reconciliation_*`, queue age, dead letters), seconds; 0: never.
+    #[arg(long, env = "LIVEVOTE_RESULTS_RECONCILE_SECS", default_value = "15", value_parser = seconds)]
+    pub reconcile_every: Duration,
     /// Most open result streams (Server-Sent Events) per instance; beyond: 503.
     #[arg(long, env = "LIVEVOTE_RESULTS_MAX_STREAMS", default_value_t = 10_000)]
     pub max_streams: usize,

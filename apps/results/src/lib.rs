@@ -15,6 +15,7 @@ pub mod config;
 pub mod http;
 pub mod live;
 pub mod service;
+pub mod watch;
 
 pub use admin::{AdminService, AdminServiceError};
 pub use service::{

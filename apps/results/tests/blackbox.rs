@@ -390,7 +390,7 @@ fn tenths(totals: &Value) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_are_cacheable_embargoable_and_final_only_once_reconciled() {
     let s = Stack::new().await;
-    let app = s.start(&[]);
+    let app = s.start(&[("LIVEVOTE_RESULTS_RECONCILE_SECS", "1")]);
     let (admin, auditor, h) = (s.admin_token(), s.auditor_token(), &s.http);
     let e = create_election(&s, &app, &["Ada", "Grace", "Linus"], true, json!({})).await;
     let (id, eid) = (e["electionId"].as_str().unwrap().to_owned(), election_id(&e));
@@ -597,8 +597,57 @@ async fn results_are_cacheable_embargoable_and_final_only_once_reconciled() {
     let early = early.text().await.unwrap();
     assert!(early.lines().skip(1).all(|l| l.contains(",0,0.0")), "{early}");
 
+    // The periodic reconciliation tells the metrics (and so the alerts) as much.
+    let lost_gauge = format!("livevote_reconciliation_lost_votes{{election=\"{id}\"}} ");
+    let gauge = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+    };
+    eventually("the lost gauge", Duration::from_secs(5), || async {
+        let m = h
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (gauge(&m, &lost_gauge).as_deref() == Some("7")).then_some(())
+    })
+    .await;
+    let m = h
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        gauge(&m, "livevote_dead_letter_messages ").as_deref(),
+        Some("0"),
+        "{m}"
+    );
+    assert!(
+        gauge(&m, "livevote_queue_oldest_message_age_seconds ").is_some(),
+        "{m}"
+    );
+
     // The processor stores them: balanced, final, counts from PostgreSQL.
     s.persist(&accepted).await;
+    eventually("the lost gauge back to 0", Duration::from_secs(5), || async {
+        let m = h
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (gauge(&m, &lost_gauge).as_deref() == Some("0")).then_some(())
+    })
+    .await;
     let fin = eventually("final", Duration::from_secs(3), || async {
         let a = call(h, &app, "GET", &path, None, None, &[]).await;
         (a.body["final"] == true).then_some(a)
