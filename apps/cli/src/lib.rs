@@ -6,7 +6,7 @@
 pub mod api;
 mod demo;
 mod embedded;
-mod issuer;
+pub mod issuer;
 pub mod ops;
 mod stack;
 mod view;
@@ -61,6 +61,11 @@ enum Command {
     },
     /// Applies the database migrations (idempotent).
     Migrate(ops::DatabaseArgs),
+    /// Creates the vote queue and its dead-letter queue with the redrive policy (idempotent).
+    Queues {
+        #[command(subcommand)]
+        action: ops::QueuesAction,
+    },
     /// Live tallies maintenance.
     Tallies {
         #[command(subcommand)]
@@ -109,6 +114,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Reconcile(a) => ops::reconcile(&a).await,
         Command::Dlq { action } => ops::dlq(action).await,
         Command::Migrate(a) => ops::migrate(&a).await,
+        Command::Queues { action } => ops::queues(action).await,
         Command::Tallies { action } => ops::tallies(action).await,
     };
     match outcome {

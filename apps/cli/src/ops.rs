@@ -261,6 +261,25 @@ pub enum DlqAction {
     Replay(QueueArgs),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum QueuesAction {
+    /// Creates `<name>` and `<name>-dlq` (or checks that they exist) at the endpoint.
+    Create(QueueArgs),
+}
+
+pub async fn queues(action: QueuesAction) -> anyhow::Result<ExitCode> {
+    let QueuesAction::Create(q) = action;
+    let client = livevote_sqs::client(q.endpoint()).await;
+    livevote_sqs::create_queues(&client, &q.queue_name, livevote_sqs::QueueSettings::default())
+        .await
+        .with_context(|| format!("creating queue {} at {}", q.queue_name, q.sqs_endpoint))?;
+    println!(
+        "queues {0} and {0}-dlq ready at {1}",
+        q.queue_name, q.sqs_endpoint
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn dlq(action: DlqAction) -> anyhow::Result<ExitCode> {
     match action {
         DlqAction::List(q) => {

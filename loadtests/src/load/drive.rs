@@ -3,6 +3,7 @@
 //! readers poll and follow the results and each service's memory is sampled;
 //! then the election closes, the queue drains and the verdict is taken.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -101,6 +102,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let live = Arc::new(Live::default());
     let ledger: Arc<Mutex<Vec<(String, usize, usize)>>> = Arc::default();
     let unanswered: Arc<Mutex<Vec<usize>>> = Arc::default();
+    // Viewers whose first attempt was refused as a duplicate: only right if another attempt of theirs got in.
+    let refused_first: Arc<Mutex<Vec<usize>>> = Arc::default();
     let (stop_tx, stop) = watch::channel(false);
     let voting_started = Instant::now();
 
@@ -123,6 +126,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let in_flight = Arc::new(Semaphore::new(settings.max_in_flight));
     let votes_url: Arc<str> = format!("{}/api/v1/votes", api.ingestion_url).into();
     let mut tasks = JoinSet::new();
+    let cpu_before = cpu_snapshot();
     for attempt in &plan.attempts {
         let due = voting_started + attempt.due;
         tokio::time::sleep_until(due.into()).await;
@@ -136,7 +140,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             Kind::Unknown => (unknown.as_str(), candidates[attempt.candidate].as_str()),
         };
         let body = format!(r#"{{"electionId":"{election_id}","candidateId":"{candidate_id}"}}"#);
-        let (http, url, tokens, stats, live, ledger, unanswered) = (
+        let (http, url, tokens, stats, live, ledger, unanswered, refused_first) = (
             http.clone(),
             votes_url.clone(),
             tokens.clone(),
@@ -144,6 +148,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             live.clone(),
             ledger.clone(),
             unanswered.clone(),
+            refused_first.clone(),
         );
         let attempt = *attempt;
         live.sent.fetch_add(1, Ordering::Relaxed);
@@ -161,6 +166,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 (Outcome::Unanswered, _) if matches!(attempt.kind, Kind::First | Kind::Repeat) => {
                     lock(&unanswered).push(attempt.voter);
                 }
+                (Outcome::Refused { code, .. }, _)
+                    if attempt.kind == Kind::First && code == "DUPLICATE_VOTE" =>
+                {
+                    lock(&refused_first).push(attempt.voter);
+                }
                 _ => {}
             }
             stats.record_outcome(attempt.kind, outcome);
@@ -172,6 +182,16 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         done.context("a vote task failed")?;
     }
     let voting_secs = voting_started.elapsed().as_secs_f64();
+    // Cores each part of the system used while the votes came in.
+    let cpu: BTreeMap<&'static str, f64> = cpu_snapshot()
+        .into_iter()
+        .map(|(role, secs)| {
+            (
+                role,
+                (secs - cpu_before.get(role).copied().unwrap_or(0.0)) / voting_secs,
+            )
+        })
+        .collect();
 
     // Close on time, then let the queue drain.
     api.set_status(&election, "CLOSED").await?;
@@ -188,6 +208,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let memory = sampler.await.unwrap_or_default();
     progress.await.ok();
 
+    let accepted_voters: std::collections::HashSet<usize> =
+        lock(&ledger).iter().map(|(_, v, _)| *v).collect();
     // The ledger, with viewers and candidates by name.
     let ledger = Ledger {
         accepted: lock(&ledger)
@@ -201,7 +223,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         unanswered_voters: lock(&unanswered).iter().map(|v| voter_sub(*v)).collect(),
     };
     let mut verdict = verdict::check(&api, &pool, &redis, &election, &ledger).await?;
-    verdict.push(answers_check(&stats, &live));
+    verdict.push(answers_check(
+        &stats,
+        &live,
+        &lock(&refused_first),
+        &accepted_voters,
+    ));
 
     let run_id = format!(
         "{}-{}",
@@ -227,6 +254,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             sse_errors: live.sse_errors.load(Ordering::Relaxed),
         },
         memory,
+        cpu,
         reconciliation,
         verdict,
         &ledger_path,
@@ -456,6 +484,47 @@ fn stack_processes(dir: &Path) -> Vec<(String, u32)> {
         .unwrap_or_default()
 }
 
+/// CPU seconds used so far by the processes on this machine that make up the
+/// system under test, grouped by role (Linux: `/proc/<pid>/stat`, utime + stime).
+pub fn cpu_snapshot() -> BTreeMap<&'static str, f64> {
+    const ROLES: [(&str, &str); 7] = [
+        ("livevote-inges", "ingestion"),
+        ("livevote-proce", "processor"),
+        ("livevote-resul", "results"),
+        ("livevote-sqs-lo", "sqs endpoint"),
+        ("livevote-load", "load generator"),
+        ("redis-server", "redis"),
+        ("postgres", "postgresql"),
+    ];
+    // USER_HZ is 100 on Linux.
+    const TICKS: f64 = 100.0;
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ..."; comm may hold spaces, so split at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let Some((_, role)) = ROLES.iter().find(|(prefix, _)| comm.starts_with(prefix)) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // After the comm: state is field 0, utime 11, stime 12.
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+            .sum();
+        *out.entry(*role).or_default() += ticks / TICKS;
+    }
+    out
+}
+
 /// VmRSS of a process, in MiB (Linux).
 fn rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -514,14 +583,48 @@ async fn show_progress(total: u64, live: Arc<Live>, stats: Arc<Stats>, mut stop:
 }
 
 /// Every attempt got the answer its kind calls for; shedding (503/429) and
-/// unanswered requests are allowed but listed.
-fn answers_check(stats: &Stats, live: &Live) -> Check {
-    let wrong: Vec<String> = stats
-        .outcomes()
-        .into_iter()
-        .filter(|(k, o, _)| !o.expected_for(*k) && !o.is_shed() && *o != Outcome::Unanswered)
-        .map(|(k, o, n)| format!("{n} {} attempts answered {}", k.label(), o.label()))
+/// unanswered requests are allowed but listed. When a viewer's first attempt
+/// and their repeat are in flight at once, the repeat may get in first: the
+/// first then meets DUPLICATE_VOTE and the repeat is answered 202. That swap
+/// is right (one vote each) as long as every viewer refused as a duplicate
+/// on their first attempt does have an accepted vote.
+fn answers_check(
+    stats: &Stats,
+    live: &Live,
+    refused_first: &[usize],
+    accepted_voters: &std::collections::HashSet<usize>,
+) -> Check {
+    let overtaken = refused_first
+        .iter()
+        .filter(|v| accepted_voters.contains(v))
+        .count() as u64;
+    let mut wrong: Vec<String> = refused_first
+        .iter()
+        .filter(|v| !accepted_voters.contains(v))
+        .map(|v| {
+            format!(
+                "viewer {} was refused as a duplicate without any accepted vote",
+                voter_sub(*v)
+            )
+        })
         .collect();
+    let duplicate = |o: &Outcome| matches!(o, Outcome::Refused { code, .. } if code == "DUPLICATE_VOTE");
+    let repeats_in = stats.count(|k, o| k == Kind::Repeat && *o == Outcome::Accepted);
+    if repeats_in != overtaken {
+        wrong.push(format!(
+            "{repeats_in} repeat attempts answered 202, but only {overtaken} first attempts were overtaken"
+        ));
+    }
+    wrong.extend(
+        stats
+            .outcomes()
+            .into_iter()
+            .filter(|(k, o, _)| !o.expected_for(*k) && !o.is_shed() && *o != Outcome::Unanswered)
+            .filter(|(k, o, _)| {
+                !(*k == Kind::First && duplicate(o)) && !(*k == Kind::Repeat && *o == Outcome::Accepted)
+            })
+            .map(|(k, o, n)| format!("{n} {} attempts answered {}", k.label(), o.label())),
+    );
     let shed = stats.count(|_, o| o.is_shed());
     let unanswered = stats.count(|_, o| *o == Outcome::Unanswered);
     let not_sent = live.not_sent.load(Ordering::Relaxed);
@@ -529,7 +632,8 @@ fn answers_check(stats: &Stats, live: &Live) -> Check {
         name: "every attempt got the answer its kind calls for".into(),
         passed: wrong.is_empty() && not_sent == 0,
         detail: format!(
-            "{} unexpected answers; {shed} shed (503/429), {unanswered} unanswered, {not_sent} not sent (generator at --max-in-flight)",
+            "{} unexpected answers; {overtaken} repeats overtook their first attempt; {shed} shed (503/429), \
+             {unanswered} unanswered, {not_sent} not sent (generator at --max-in-flight)",
             wrong.len()
         ),
         ids: wrong,

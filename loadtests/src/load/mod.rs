@@ -38,6 +38,20 @@ pub enum Command {
     Run(RunArgs),
     /// Checks a finished run again from its report and ledger (exit 1 if anything is off).
     Verify(VerifyArgs),
+    /// Writes viewer tokens, one per line (for the k6 scripts in loadtests/k6).
+    Tokens(TokensArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    /// How many viewers.
+    #[arg(long)]
+    pub count: usize,
+    /// The file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub issuer: livevote_cli::issuer::IssuerArgs,
 }
 
 /// Named presets; every figure can be overridden by its flag.
@@ -45,7 +59,7 @@ pub enum Command {
 pub enum Scenario {
     /// A comfortable steady rate: 200 votes/s for 30 s.
     Baseline,
-    /// The highest rate this machine sustained with p99 < 150 ms (README): 1,500 votes/s for 60 s.
+    /// The highest rate this machine sustained with p99 < 150 ms (README): 2,500 votes/s for 60 s.
     Peak,
     /// From 0 to the peak rate in 5 s, then held for the rest of 30 s.
     Spike,
@@ -70,8 +84,8 @@ impl Scenario {
     fn preset(self) -> (f64, f64, f64, usize, usize, u64) {
         match self {
             Scenario::Baseline => (200.0, 30.0, 0.0, 0, 0, 5),
-            Scenario::Peak => (1500.0, 60.0, 0.0, 0, 0, 5),
-            Scenario::Spike => (1500.0, 30.0, 5.0, 0, 0, 5),
+            Scenario::Peak => (2500.0, 60.0, 0.0, 0, 0, 5),
+            Scenario::Spike => (2500.0, 30.0, 5.0, 0, 0, 5),
             Scenario::Soak => (300.0, 1800.0, 0.0, 10, 5, 30),
             Scenario::ResultsReaders => (300.0, 60.0, 0.0, 200, 50, 5),
         }
@@ -243,6 +257,19 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => drive::run(&args).await,
         Command::Verify(args) => verdict::verify_report(&args).await,
+        Command::Tokens(args) => {
+            let issuer = args.issuer.issuer();
+            let (count, cache) = (args.count, PathBuf::from("none"));
+            let tokens =
+                tokio::task::spawn_blocking(move || tokens::viewer_tokens(&issuer, count, &cache)).await??;
+            std::fs::write(&args.out, tokens.join("\n") + "\n")
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            println!(
+                "{count} viewer tokens (load|viewer-0000000 ...) in {}",
+                args.out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -255,14 +282,14 @@ mod tests {
         all.extend_from_slice(args);
         match Cli::try_parse_from(all).unwrap().command {
             Command::Run(r) => r,
-            Command::Verify(_) => unreachable!(),
+            other => panic!("not a run: {other:?}"),
         }
     }
 
     #[test]
     fn presets_scale_with_flags() {
         let peak = parse(&["--scenario", "peak"]).settings().unwrap();
-        assert_eq!(peak.shape.rate, 1500.0);
+        assert_eq!(peak.shape.rate, 2500.0);
         let short = parse(&["--scenario", "spike", "--rate", "100", "--duration-secs", "4"])
             .settings()
             .unwrap();

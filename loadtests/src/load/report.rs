@@ -78,6 +78,8 @@ pub struct Report {
     pub drain_secs: f64,
     pub memory: BTreeMap<String, MemoryRange>,
     pub memory_series: Vec<MemorySample>,
+    /// Cores used by each part of the system while the votes came in (1.0 = one core busy).
+    pub cpu_cores: BTreeMap<&'static str, f64>,
     pub reconciliation: Value,
     pub verdict: Verdict,
     /// The ledger of votes answered 202 (for `livevote-load verify`).
@@ -97,6 +99,7 @@ impl Report {
         drain_secs: f64,
         readers: Readers,
         memory_series: Vec<MemorySample>,
+        cpu_cores: BTreeMap<&'static str, f64>,
         reconciliation: Value,
         verdict: Verdict,
         ledger: &Path,
@@ -159,6 +162,7 @@ impl Report {
             drain_secs,
             memory,
             memory_series,
+            cpu_cores,
             reconciliation,
             verdict,
             ledger: ledger.display().to_string(),
@@ -225,6 +229,13 @@ impl Report {
                 ));
             }
             out.push('\n');
+        }
+        if !self.cpu_cores.is_empty() {
+            out.push_str("cpu cores ");
+            for (role, cores) in &self.cpu_cores {
+                out.push_str(&format!(" {role} {cores:.2};"));
+            }
+            out.push_str(&format!(" total {:.2}\n", self.cpu_cores.values().sum::<f64>()));
         }
         out.push_str(&format!(
             "drained    {:.1} s after the lines closed\n",
