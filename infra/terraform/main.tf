@@ -39,8 +39,8 @@ module "database" {
   vpc_id             = module.network.vpc_id
   subnet_ids         = module.network.private_subnet_ids
   allowed_cidr       = module.network.cidr
-  instance_class     = "db.r7g.4xlarge"
-  allocated_storage  = 500
+  instance_class     = "db.r7g.8xlarge"
+  allocated_storage  = 1000
   alarm_topic_arn    = var.alarm_topic_arn
   max_connections_ok = 800
 }
@@ -52,7 +52,7 @@ module "cache" {
   subnet_ids      = module.network.private_subnet_ids
   allowed_cidr    = module.network.cidr
   node_type       = "cache.r7g.xlarge"
-  shards          = 8
+  shards          = 12
   replicas        = 1
   alarm_topic_arn = var.alarm_topic_arn
 }

@@ -42,15 +42,15 @@ variable "peak_votes_per_second" {
 }
 
 variable "ingestion_votes_per_task" {
-  description = "Votes/s one ingestion task (2 vCPU) sustains, from the load runs in the README."
+  description = "Votes/s one ingestion task (2 vCPU) sustains at 70 % CPU, from the load runs (infra/CAPACITY.md)."
   type        = number
-  default     = 5000
+  default     = 4000
 }
 
 variable "processor_votes_per_task" {
-  description = "Votes/s one processor task (2 vCPU) persists, from the adapter benchmark."
+  description = "Votes/s one processor task (2 vCPU) persists at 70 % CPU (infra/CAPACITY.md)."
   type        = number
-  default     = 50000
+  default     = 30000
 }
 
 variable "alarm_topic_arn" {

@@ -128,11 +128,15 @@ impl Metrics for PrometheusMetrics {
                 oldest_age,
                 dead_letter_messages,
             } => {
-                self.gauge(
-                    "livevote_queue_oldest_message_age_seconds",
-                    vec![],
-                    oldest_age.map_or(0.0, |a| a.as_secs_f64()),
-                );
+                // SQS itself gives the age only as a CloudWatch metric: the gauge is
+                // absent there (the CloudWatch alarm covers it), not a misleading 0.
+                if let Some(age) = oldest_age {
+                    self.gauge(
+                        "livevote_queue_oldest_message_age_seconds",
+                        vec![],
+                        age.as_secs_f64(),
+                    );
+                }
                 self.gauge(
                     "livevote_dead_letter_messages",
                     vec![],

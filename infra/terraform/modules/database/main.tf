@@ -76,8 +76,8 @@ resource "aws_db_instance" "this" {
   engine_version               = "16.4"
   instance_class               = var.instance_class
   allocated_storage            = var.allocated_storage
-  storage_type                 = "gp3"
-  iops                         = 12000
+  storage_type                 = "io2"
+  iops                         = 40000
   storage_encrypted            = true
   multi_az                     = true
   db_name                      = "livevote"
