@@ -5,6 +5,8 @@
 #         built on first use) on 127.0.0.1:4566
 #   moto  moto_server (PyPI moto[server], pinned, in a venv) on 127.0.0.1:4567
 #   chromium  Debian's headless browser for the page tests (installed, not started)
+#   promtool  the Prometheus rule checker for the alert tests (Debian's prometheus
+#             package; installed, not started)
 # Local development and CI only: a freshly installed PostgreSQL is set to
 # trust connections from 127.0.0.1.
 set -euo pipefail
@@ -109,6 +111,13 @@ ensure_chromium() {
   apt_install --no-install-recommends chromium
 }
 
+ensure_promtool() {
+  # Not a server: checks and unit-tests infra/prometheus/alerts.yml.
+  command -v promtool >/dev/null && return 0
+  log "promtool is not installed: installing Debian's prometheus package (for the alert tests)"
+  apt_install --no-install-recommends prometheus
+}
+
 for service in "$@"; do
   case "$service" in
     postgres) ensure_postgres ;;
@@ -116,6 +125,7 @@ for service in "$@"; do
     sqs) ensure_sqs_local ;;
     moto) ensure_moto ;;
     chromium) ensure_chromium ;;
+    promtool) ensure_promtool ;;
     *) log "unknown service $service"; exit 2 ;;
   esac
 done

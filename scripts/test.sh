@@ -29,7 +29,19 @@ echo "== dependency rules"
 bash scripts/check-deps.sh
 
 echo "== local services"
-bash scripts/services.sh postgres redis sqs moto chromium
+bash scripts/services.sh postgres redis sqs moto chromium promtool
+
+echo "== infrastructure"
+# Alert rules: syntax, then their unit tests (which alerts fire when).
+promtool check config infra/prometheus/prometheus.yml
+promtool test rules infra/prometheus/alerts_test.yml
+# Dashboards: the committed JSON is what infra/grafana/build.py generates.
+python3 infra/grafana/build.py --check
+if command -v terraform >/dev/null; then
+  terraform fmt -check -recursive -diff infra/terraform
+else
+  echo "warning: terraform not installed: the terraform fmt check did not run" >&2
+fi
 # Each PostgreSQL test creates its own database; drop those of earlier runs.
 if command -v psql >/dev/null; then
   # A failed clean-up only leaves disk behind, so it warns instead of failing the run.

@@ -5,6 +5,7 @@ Every metric named here must exist in the services: checked by
 adapters/metrics/tests/infra_metrics.rs."""
 import json
 import pathlib
+import sys
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 E = 'election=~"$election"'
@@ -138,9 +139,21 @@ def dashboard(uid, title, panels):
 
 
 if __name__ == "__main__":
+    # --check: fail if a committed dashboard differs from what this script writes.
+    check = "--check" in sys.argv[1:]
     out = pathlib.Path(__file__).parent / "dashboards"
     out.mkdir(exist_ok=True)
+    stale = []
     for uid, (title, panels) in DASHBOARDS.items():
         path = out / f"{uid}.json"
-        path.write_text(json.dumps(dashboard(uid, title, panels), indent=2) + "\n")
+        text = json.dumps(dashboard(uid, title, panels), indent=2) + "\n"
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+            continue
+        path.write_text(text)
         print(f"wrote {path}")
+    if stale:
+        sys.exit("out of date (run python3 infra/grafana/build.py): " + ", ".join(stale))
+    if check:
+        print(f"dashboards up to date: {len(DASHBOARDS)}")
