@@ -60,7 +60,7 @@ DASHBOARDS = {
         [
             panel("Lost votes (reconciliation)", [(f"max by (election) (livevote_reconciliation_lost_votes{{{E}}})", "{{election}}")], kind="stat", w=6, thresholds=RED),
             panel("Dead-lettered messages", [("max(livevote_dead_letter_messages)", "DLQ")], kind="stat", w=6, thresholds=RED),
-            panel("Oldest queued vote", [("max(livevote_queue_oldest_message_age_seconds)", "age")], kind="stat", w=6, unit="s", thresholds=[(None, "green"), (30, "red")]),
+            panel("Votes in flight, all elections", [("sum(livevote_reconciliation_in_flight_votes)", "in flight")], kind="stat", w=6),
             panel("Surplus votes (reconciliation)", [(f"max by (election) (livevote_reconciliation_surplus_votes{{{E}}})", "{{election}}")], kind="stat", w=6, thresholds=[(None, "green"), (1, "orange")]),
             panel("Votes in flight (accepted, not yet stored)", [(f"sum by (election) (livevote_reconciliation_in_flight_votes{{{E}}})", "{{election}}")]),
             panel("Accepted vs persisted / s", [(f"sum(rate(livevote_votes_accepted_total{{{E}}}[1m]))", "accepted"),

@@ -94,11 +94,8 @@ pub enum MetricEvent {
         lost: u64,
         surplus: u64,
     },
-    /// The vote queue as the last reconciliation saw it.
-    QueueState {
-        oldest_age: Option<Duration>,
-        dead_letter_messages: u64,
-    },
+    /// The vote queue's dead-letter queue as the last reconciliation saw it.
+    QueueState { dead_letter_messages: u64 },
     /// How long the oldest message of a persisted batch waited, from its
     /// send to the commit (queue lag).
     QueueLag { lag: Duration },

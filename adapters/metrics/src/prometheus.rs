@@ -124,19 +124,7 @@ impl Metrics for PrometheusMetrics {
                     surplus as f64,
                 );
             }
-            MetricEvent::QueueState {
-                oldest_age,
-                dead_letter_messages,
-            } => {
-                // SQS itself gives the age only as a CloudWatch metric: the gauge is
-                // absent there (the CloudWatch alarm covers it), not a misleading 0.
-                if let Some(age) = oldest_age {
-                    self.gauge(
-                        "livevote_queue_oldest_message_age_seconds",
-                        vec![],
-                        age.as_secs_f64(),
-                    );
-                }
+            MetricEvent::QueueState { dead_letter_messages } => {
                 self.gauge(
                     "livevote_dead_letter_messages",
                     vec![],

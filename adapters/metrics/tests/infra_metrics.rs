@@ -45,7 +45,6 @@ fn every_event() -> Vec<MetricEvent> {
             surplus: 0,
         },
         MetricEvent::QueueState {
-            oldest_age: Some(Duration::from_secs(1)),
             dead_letter_messages: 0,
         },
         MetricEvent::QueueLag {
@@ -178,7 +177,7 @@ fn dashboards_and_alerts_use_only_exported_metrics_and_labels() {
     for must in [
         "livevote_reconciliation_lost_votes",
         "livevote_dead_letter_messages",
-        "livevote_queue_oldest_message_age_seconds",
+        "livevote_reconciliation_in_flight_votes",
         "livevote_http_request_duration_seconds_bucket",
     ] {
         assert!(

@@ -1,7 +1,7 @@
 //! The reconciliation, on a timer, for the metrics: dashboards and alerts
 //! see the same figures as the audit endpoint (votes still queued, votes
-//! missing, the queue's oldest message and its dead letters) without anyone
-//! polling it.
+//! missing, dead letters) without anyone polling it. (The age of the oldest
+//! queued message is a CloudWatch metric of SQS, alarmed on there.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,7 +73,6 @@ pub async fn round(reads: &dyn Reads, admin: &dyn Admin, metrics: &dyn Metrics) 
             }
             if !queue_seen {
                 metrics.record(MetricEvent::QueueState {
-                    oldest_age: r.oldest_queued_age,
                     dead_letter_messages: r.dead_letter_messages,
                 });
                 queue_seen = true;
