@@ -3,4 +3,5 @@
 //! measured in one run on one machine; `livevote-load` drives a running
 //! stack and checks every accepted vote afterwards ([`load`]).
 
+pub mod hostile;
 pub mod load;

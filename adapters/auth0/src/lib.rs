@@ -20,5 +20,5 @@
 mod dev;
 mod verifier;
 
-pub use dev::{DevIssuer, DevTokenClaims};
+pub use dev::{DevIssuer, DevTokenClaims, unix_now};
 pub use verifier::{JwksConfig, JwksVerifier};

@@ -207,6 +207,30 @@ async fn every_status_code_of_the_contract_from_real_requests() {
     let form: Value = form.json().await.unwrap();
     assert_eq!(form["code"], "UNSUPPORTED_MEDIA_TYPE");
 
+    // 408: a body that trickles in slower than the body timeout.
+    let addr = app.url("").trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(addr.trim_end_matches('/'))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/votes HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {dave}\r\n\
+         Content-Type: application/json\r\nContent-Length: 80\r\n\r\n{{\"electionId\":"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut slow, head.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 2048];
+    let n = tokio::time::timeout(
+        Duration::from_secs(9),
+        tokio::io::AsyncReadExt::read(&mut slow, &mut answer),
+    )
+    .await
+    .expect("answered within the body timeout")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"REQUEST_TIMEOUT\""), "{answer}");
+
     // 409 ELECTION_CLOSED after an operator closes it.
     close(&stack, &election).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -38,6 +38,10 @@ pub enum ApiError {
         limit: usize,
     },
     UnsupportedMediaType,
+    /// The body did not arrive within the body timeout (slow client).
+    RequestTimeout {
+        limit: Duration,
+    },
     RateLimited {
         retry_after: Duration,
     },
@@ -77,6 +81,7 @@ impl ApiError {
                 StatusCode::CONFLICT
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -96,6 +101,7 @@ impl ApiError {
             ApiError::ElectionClosed => "ELECTION_CLOSED",
             ApiError::DuplicateVote { .. } => "DUPLICATE_VOTE",
             ApiError::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            ApiError::RequestTimeout { .. } => "REQUEST_TIMEOUT",
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Unavailable { .. } => "UNAVAILABLE",
@@ -117,6 +123,9 @@ impl ApiError {
             ApiError::DuplicateVote { .. } => "you have already voted in this election".into(),
             ApiError::PayloadTooLarge { limit } => format!("the request body is larger than {limit} bytes"),
             ApiError::UnsupportedMediaType => "the request body must be application/json".into(),
+            ApiError::RequestTimeout { limit } => {
+                format!("the request body did not arrive within {} ms", limit.as_millis())
+            }
             ApiError::RateLimited { .. } => "too many requests; retry later".into(),
             ApiError::Unavailable { message, .. } => (*message).into(),
             ApiError::NotFound => "no such resource".into(),

@@ -27,6 +27,8 @@ use crate::service::CastVote;
 pub const MAX_BODY_BYTES: usize = 4096;
 /// Longest accepted CAPTCHA token (Turnstile issues at most 2,048 characters).
 pub const MAX_CAPTCHA_TOKEN: usize = 2048;
+/// How long a client may take to send the whole (at most 4 KiB) body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A vote. The voter is the bearer token's subject; a body naming a voter is refused.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -136,7 +138,13 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes,
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large);
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
+    // A client that trickles its body holds a connection and a task: it gets a
+    // fixed time for the whole body, then 408.
+    let read = tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES));
+    let Ok(read) = read.await else {
+        return Err(ApiError::RequestTimeout { limit: BODY_TIMEOUT });
+    };
+    read.map_err(|e| {
         let length_limit =
             std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if length_limit {
@@ -221,6 +229,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
         (status = 404, description = "ELECTION_NOT_FOUND", body = ErrorBody),
         (status = 409, description = "DUPLICATE_VOTE (details: voteId, acceptedAt), ELECTION_NOT_ACTIVE, ELECTION_CLOSED", body = ErrorBody),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
+        (status = 408, description = "REQUEST_TIMEOUT: the body did not arrive within 5 s", body = ErrorBody),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody),
         (status = 422, description = "CANDIDATE_NOT_FOUND", body = ErrorBody),
         (status = 429, description = "RATE_LIMITED, with Retry-After", body = ErrorBody),

@@ -1,0 +1,698 @@
+//! The cases. Each sends one hostile request (or a burst) and records the
+//! answer as `STATUS CODE`; `Suite::record` adds the no-change check.
+
+use std::time::Duration;
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, Header};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::Suite;
+
+/// Viewers the cases vote as.
+pub const VIEWERS: usize = 96;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `STATUS CODE` of an answer (`CODE` from the error body, `-` when none).
+async fn describe(response: Result<reqwest::Response, reqwest::Error>) -> String {
+    match response {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            format!("{status} {}", body["code"].as_str().unwrap_or("-"))
+        }
+        Err(e) if e.is_timeout() => "timeout".to_owned(),
+        Err(_) => "connection closed".to_owned(),
+    }
+}
+
+/// POST /api/v1/votes with these headers and body.
+async fn post(s: &Suite, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> String {
+    let mut request = s.api.http.post(s.votes_url()).body(body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    describe(request.send().await).await
+}
+
+/// A JSON vote with `token` as the bearer.
+async fn vote_with(s: &Suite, token: &str) -> String {
+    let auth = format!("Bearer {token}");
+    post(
+        s,
+        &[("content-type", "application/json"), ("authorization", &auth)],
+        s.ballot(),
+    )
+    .await
+}
+
+/// A JSON vote with this body, by a viewer no earlier case used.
+async fn vote_body(s: &mut Suite, body: impl Into<reqwest::Body>) -> String {
+    let auth = format!("Bearer {}", s.fresh_token());
+    post(
+        s,
+        &[("content-type", "application/json"), ("authorization", &auth)],
+        body,
+    )
+    .await
+}
+
+/// Claims like the issuer's, altered by `change`.
+fn claims(s: &Suite, change: impl FnOnce(&mut Value)) -> Value {
+    let now = livevote_auth0::unix_now();
+    let mut c = json!({
+        "iss": s.issuer.issuer(), "aud": s.issuer.audience(), "sub": s.voter(1),
+        "iat": now, "nbf": now, "exp": now + 600, "permissions": [],
+    });
+    change(&mut c);
+    c
+}
+
+/// A token with a hand-made header (`alg` as given) and no valid signature.
+fn unsigned(s: &Suite, alg: &str) -> String {
+    let header = json!({"alg": alg, "typ": "JWT", "kid": s.issuer.kid()});
+    let body = claims(s, |_| {});
+    format!(
+        "{}.{}.",
+        b64(header.to_string().as_bytes()),
+        b64(body.to_string().as_bytes())
+    )
+}
+
+/// Raw bytes to the ingestion port; the status line and error code of the answer.
+async fn raw(addr: String, bytes: Vec<u8>, wait: Duration) -> String {
+    let Ok(mut stream) = TcpStream::connect(&addr).await else {
+        return "cannot connect".to_owned();
+    };
+    if stream.write_all(&bytes).await.is_err() {
+        return "connection closed".to_owned();
+    }
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(wait, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                        break;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.split(' ').nth(1).unwrap_or("");
+    if answer.is_empty() {
+        return if read.is_err() {
+            "no answer".into()
+        } else {
+            "connection closed".into()
+        };
+    }
+    let code = text
+        .split("\"code\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("-");
+    format!("{status} {code}")
+}
+
+/// Sends `bytes` and reads until the server closes or 3 s pass: the first
+/// answer's `STATUS CODE`, how many answers came, and whether it closed.
+async fn answers(addr: String, bytes: Vec<u8>) -> String {
+    let Ok(mut stream) = TcpStream::connect(&addr).await else {
+        return "cannot connect".to_owned();
+    };
+    if stream.write_all(&bytes).await.is_err() {
+        return "connection closed".to_owned();
+    }
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(3), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    let text = String::from_utf8_lossy(&answer);
+    let count = text.matches("HTTP/1.1 ").count();
+    let status = text.split(' ').nth(1).unwrap_or("none");
+    let code = text
+        .split("\"code\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("-");
+    format!(
+        "{status} {code}, {count} answer{}, {}",
+        if count == 1 { "" } else { "s" },
+        if closed { "closed" } else { "kept open" }
+    )
+}
+
+/// host:port of the ingestion service.
+fn host(s: &Suite) -> String {
+    s.api.ingestion_url.trim_start_matches("http://").to_owned()
+}
+
+fn request_head(s: &mut Suite, extra: &str, body: &str) -> Vec<u8> {
+    let host = s.api.ingestion_url.trim_start_matches("http://").to_owned();
+    format!(
+        "POST /api/v1/votes HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\n{extra}\r\n{body}",
+        s.fresh_token()
+    )
+    .into_bytes()
+}
+
+pub async fn run_all(s: &mut Suite, only: Option<&str>) -> anyhow::Result<()> {
+    macro_rules! case {
+        ($name:expr, $expected:expr, $observed:expr) => {
+            if only.is_none_or(|o| $name.contains(o)) {
+                let observed = $observed;
+                s.record($name, $expected, observed).await;
+            }
+        };
+    }
+    let json_ct = ("content-type", "application/json");
+    let ballot = s.ballot();
+
+    // Tokens.
+    case!(
+        "token: missing",
+        "401 INVALID_TOKEN",
+        post(s, &[json_ct], ballot.clone()).await
+    );
+    case!(
+        "token: Basic scheme",
+        "401 INVALID_TOKEN",
+        post(
+            s,
+            &[json_ct, ("authorization", "Basic dXNlcjpwYXNz")],
+            ballot.clone()
+        )
+        .await
+    );
+    case!(
+        "token: empty bearer",
+        "401 INVALID_TOKEN",
+        post(s, &[json_ct, ("authorization", "Bearer ")], ballot.clone()).await
+    );
+    let good = format!("Bearer {}", s.viewer_token(1));
+    case!(
+        "token: two Authorization headers",
+        "401 INVALID_TOKEN",
+        post(
+            s,
+            &[json_ct, ("authorization", &good), ("authorization", &good)],
+            ballot.clone()
+        )
+        .await
+    );
+    case!(
+        "token: in the URL only",
+        "401 INVALID_TOKEN",
+        describe(
+            s.api
+                .http
+                .post(format!("{}?access_token={}", s.votes_url(), s.viewer_token(1)))
+                .header("content-type", "application/json")
+                .body(ballot.clone())
+                .send()
+                .await
+        )
+        .await
+    );
+    for alg in ["none", "None", "NONE"] {
+        let name: &'static str = match alg {
+            "none" => "token: alg none",
+            "None" => "token: alg None",
+            _ => "token: alg NONE",
+        };
+        case!(name, "401 INVALID_TOKEN", vote_with(s, &unsigned(s, alg)).await);
+    }
+    // HS256 "signed" with the public key material (the JWKS modulus) as the HMAC secret.
+    let jwks: Value = serde_json::from_str(s.issuer.jwks_json())?;
+    let n = jwks["keys"][0]["n"].as_str().unwrap_or("").to_owned();
+    let hs = {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(s.issuer.kid().to_owned());
+        jsonwebtoken::encode(
+            &h,
+            &claims(s, |_| {}),
+            &jsonwebtoken::EncodingKey::from_secret(n.as_bytes()),
+        )?
+    };
+    case!(
+        "token: HS256 keyed with the public key",
+        "401 INVALID_TOKEN",
+        vote_with(s, &hs).await
+    );
+    let expired = s.issuer.sign(
+        s.issuer.header(),
+        &claims(s, |c| {
+            c["exp"] = json!(1_000_000);
+            c["nbf"] = json!(999_000);
+            c["iat"] = json!(999_000);
+        }),
+    );
+    case!(
+        "token: expired",
+        "401 TOKEN_EXPIRED",
+        vote_with(s, &expired).await
+    );
+    let future = s.issuer.sign(
+        s.issuer.header(),
+        &claims(s, |c| {
+            c["nbf"] = json!(livevote_auth0::unix_now() + 3600);
+        }),
+    );
+    case!(
+        "token: nbf in the future",
+        "401 INVALID_TOKEN",
+        vote_with(s, &future).await
+    );
+    for (name, change) in [
+        (
+            "token: missing iss",
+            Box::new(|c: &mut Value| {
+                c.as_object_mut().map(|o| o.remove("iss"));
+            }) as Box<dyn Fn(&mut Value)>,
+        ),
+        (
+            "token: wrong iss",
+            Box::new(|c: &mut Value| c["iss"] = json!("https://evil.example/")),
+        ),
+        (
+            "token: missing aud",
+            Box::new(|c: &mut Value| {
+                c.as_object_mut().map(|o| o.remove("aud"));
+            }),
+        ),
+        (
+            "token: wrong aud",
+            Box::new(|c: &mut Value| c["aud"] = json!("https://other.api")),
+        ),
+        (
+            "token: missing sub",
+            Box::new(|c: &mut Value| {
+                c.as_object_mut().map(|o| o.remove("sub"));
+            }),
+        ),
+        ("token: empty sub", Box::new(|c: &mut Value| c["sub"] = json!(""))),
+    ] {
+        let t = s.issuer.sign(s.issuer.header(), &claims(s, |c| change(c)));
+        case!(name, "401 INVALID_TOKEN", vote_with(s, &t).await);
+    }
+    // Headers jsonwebtoken cannot write: assembled by hand and signed with the real key is not
+    // possible here, so these carry the real signature of a different header (tampering).
+    let genuine = s.viewer_token(1);
+    let mut parts: Vec<&str> = genuine.split('.').collect();
+    for (name, header) in [
+        (
+            "token: crit header",
+            json!({"alg": "RS256", "kid": s.issuer.kid(), "crit": ["exp"], "exp": 1}),
+        ),
+        (
+            "token: jku elsewhere",
+            json!({"alg": "RS256", "kid": s.issuer.kid(), "jku": "https://evil.example/jwks.json"}),
+        ),
+        (
+            "token: x5u elsewhere",
+            json!({"alg": "RS256", "kid": s.issuer.kid(), "x5u": "https://evil.example/cert.pem"}),
+        ),
+    ] {
+        let forged = b64(header.to_string().as_bytes());
+        parts[0] = &forged;
+        let t = parts.join(".");
+        case!(name, "401 INVALID_TOKEN", vote_with(s, &t).await);
+        parts = genuine.split('.').collect();
+    }
+    let mut truncated = genuine.clone();
+    truncated.truncate(genuine.len() - 10);
+    case!(
+        "token: truncated signature",
+        "401 INVALID_TOKEN",
+        vote_with(s, &truncated).await
+    );
+    case!(
+        "token: padded segments",
+        "401 INVALID_TOKEN",
+        vote_with(s, &genuine.replace('.', "==.")).await
+    );
+    case!(
+        "token: two segments",
+        "401 INVALID_TOKEN",
+        vote_with(s, &parts[..2].join(".")).await
+    );
+    let mut unknown_kid = s.issuer.header();
+    unknown_kid.kid = Some("rotated-away-1".into());
+    let t = s.issuer.sign(unknown_kid, &claims(s, |_| {}));
+    let mut burst = Vec::new();
+    for _ in 0..50 {
+        burst.push(vote_with(s, &t).await);
+    }
+    let all_401 = burst.iter().all(|o| o == "401 INVALID_TOKEN");
+    case!(
+        "token: unknown kid x50",
+        "401 INVALID_TOKEN",
+        if all_401 {
+            "401 INVALID_TOKEN".to_owned()
+        } else {
+            format!("mixed: {burst:?}")
+        }
+    );
+    let voter = s.viewer_token(1);
+    case!(
+        "token: viewer on admin",
+        "403 FORBIDDEN",
+        describe(
+            s.api
+                .http
+                .get(format!("{}/api/v1/admin/elections", s.api.results_url))
+                .bearer_auth(&voter)
+                .send()
+                .await
+        )
+        .await
+    );
+    case!(
+        "token: viewer on audit",
+        "403 FORBIDDEN",
+        describe(
+            s.api
+                .http
+                .get(format!("{}/api/v1/audit/reconciliation", s.api.results_url))
+                .bearer_auth(&voter)
+                .send()
+                .await
+        )
+        .await
+    );
+
+    // Bodies.
+    let auth = format!("Bearer {}", s.viewer_token(0));
+    case!(
+        "body: text/plain",
+        "415 UNSUPPORTED_MEDIA_TYPE",
+        post(
+            s,
+            &[("content-type", "text/plain"), ("authorization", &auth)],
+            ballot.clone()
+        )
+        .await
+    );
+    case!(
+        "body: no content type",
+        "415 UNSUPPORTED_MEDIA_TYPE",
+        post(s, &[("authorization", &auth)], ballot.clone()).await
+    );
+    let big = format!(
+        r#"{{"electionId":"{}","candidateId":"{}","pad":"{}"}}"#,
+        s.open.0,
+        s.open.1[0],
+        "x".repeat(8192)
+    );
+    case!(
+        "body: over the size limit",
+        "413 PAYLOAD_TOO_LARGE",
+        vote_body(s, big.clone()).await
+    );
+    let chunked: String = big
+        .as_bytes()
+        .chunks(512)
+        .map(|c| format!("{:x}\r\n{}\r\n", c.len(), String::from_utf8_lossy(c)))
+        .collect();
+    case!(
+        "body: over the limit, chunked",
+        "413 PAYLOAD_TOO_LARGE",
+        raw(
+            host(s),
+            request_head(
+                s,
+                "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n",
+                &format!("{chunked}0\r\n\r\n")
+            ),
+            Duration::from_secs(3)
+        )
+        .await
+    );
+    let expect_head =
+        "Content-Type: application/json\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n";
+    case!(
+        "body: Expect 100-continue over the limit",
+        "413 PAYLOAD_TOO_LARGE",
+        raw(host(s), request_head(s, expect_head, ""), Duration::from_secs(3)).await
+    );
+    case!("body: empty", "400 INVALID_REQUEST", vote_body(s, "").await);
+    case!(
+        "body: top-level array",
+        "400 INVALID_REQUEST",
+        vote_body(s, format!("[{ballot}]")).await
+    );
+    case!(
+        "body: trailing garbage",
+        "400 INVALID_REQUEST",
+        vote_body(s, format!("{ballot}xx")).await
+    );
+    case!(
+        "body: 10,000-deep nesting",
+        "413 PAYLOAD_TOO_LARGE",
+        vote_body(s, format!("{}{}", "[".repeat(10_000), "]".repeat(10_000))).await
+    );
+    case!(
+        "body: 2,000-deep nesting (under the size limit)",
+        "400 INVALID_REQUEST",
+        vote_body(s, format!("{}{}", "{\"a\":".repeat(600), "}".repeat(600))).await
+    );
+    case!(
+        "body: duplicate keys",
+        "400 INVALID_REQUEST",
+        vote_body(
+            s,
+            format!(
+                r#"{{"electionId":"{0}","candidateId":"{1}","candidateId":"{2}"}}"#,
+                s.open.0, s.open.1[0], s.open.1[1]
+            )
+        )
+        .await
+    );
+    case!(
+        "body: unknown field",
+        "400 INVALID_REQUEST",
+        vote_body(
+            s,
+            format!(
+                r#"{{"electionId":"{0}","candidateId":"{1}","weight":5}}"#,
+                s.open.0, s.open.1[0]
+            )
+        )
+        .await
+    );
+    case!(
+        "body: voterId field",
+        "400 INVALID_REQUEST",
+        vote_body(
+            s,
+            format!(
+                r#"{{"electionId":"{0}","candidateId":"{1}","voterId":"someone-else"}}"#,
+                s.open.0, s.open.1[0]
+            )
+        )
+        .await
+    );
+    case!(
+        "body: ids not UUIDs",
+        "400 INVALID_REQUEST",
+        vote_body(s, r#"{"electionId":"1 OR 1=1","candidateId":"../../etc"}"#).await
+    );
+    case!(
+        "body: NUL byte",
+        "400 INVALID_REQUEST",
+        vote_body(
+            s,
+            format!(
+                r#"{{"electionId":"{0}","candidateId":"{1}\u0000"}}"#,
+                s.open.0, s.open.1[0]
+            )
+        )
+        .await
+    );
+    case!(
+        "body: control character in captcha",
+        "400 INVALID_REQUEST",
+        vote_body(
+            s,
+            format!(
+                r#"{{"electionId":"{0}","candidateId":"{1}","captchaToken":"a\u0007b"}}"#,
+                s.open.0, s.open.1[0]
+            )
+        )
+        .await
+    );
+    case!(
+        "body: 2,049-char captcha token",
+        "400 INVALID_REQUEST",
+        vote_body(
+            s,
+            format!(
+                r#"{{"electionId":"{0}","candidateId":"{1}","captchaToken":"{2}"}}"#,
+                s.open.0,
+                s.open.1[0],
+                "a".repeat(2049)
+            )
+        )
+        .await
+    );
+    case!(
+        "body: unknown election",
+        "404 ELECTION_NOT_FOUND",
+        vote_body(
+            s,
+            format!(
+                r#"{{"electionId":"{0}","candidateId":"{1}"}}"#,
+                uuid::Uuid::new_v4(),
+                s.open.1[0]
+            )
+        )
+        .await
+    );
+    case!(
+        "body: unknown candidate",
+        "422 CANDIDATE_NOT_FOUND",
+        vote_body(
+            s,
+            format!(
+                r#"{{"electionId":"{0}","candidateId":"{1}"}}"#,
+                s.open.0,
+                uuid::Uuid::new_v4()
+            )
+        )
+        .await
+    );
+    case!(
+        "body: closed election",
+        "409 ELECTION_CLOSED",
+        vote_body(
+            s,
+            format!(
+                r#"{{"electionId":"{0}","candidateId":"{1}"}}"#,
+                s.closed.0, s.closed.1[0]
+            )
+        )
+        .await
+    );
+
+    // Transport.
+    let addr = host(s);
+    case!(
+        "transport: slowloris headers",
+        "connection closed",
+        raw(
+            host(s),
+            format!("POST /api/v1/votes HTTP/1.1\r\nHost: {addr}\r\nX-Slow: 1\r\n").into_bytes(),
+            Duration::from_secs(8)
+        )
+        .await
+    );
+    let slow_body = format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n",
+        ballot.len() + 50
+    );
+    case!(
+        "transport: slow body",
+        "408 REQUEST_TIMEOUT",
+        raw(
+            host(s),
+            request_head(s, &slow_body, &ballot[..10]),
+            Duration::from_secs(15)
+        )
+        .await
+    );
+    let many: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
+    case!(
+        "transport: 120 headers",
+        "431 -",
+        raw(
+            host(s),
+            request_head(
+                s,
+                &format!(
+                    "Content-Type: application/json\r\nContent-Length: {}\r\n{many}",
+                    ballot.len()
+                ),
+                &ballot
+            ),
+            Duration::from_secs(3)
+        )
+        .await
+    );
+    // Smuggling: a proxy reading Content-Length sees one request; a server reading
+    // Transfer-Encoding sees an empty body and then a second vote on the same connection.
+    // The server must frame by Transfer-Encoding alone and close the connection after its
+    // answer (RFC 9112, 6.1), so the smuggled vote is never read.
+    let auth_s = s.fresh_token();
+    let smuggled = format!(
+        "POST /api/v1/votes HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {auth_s}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{ballot}",
+        ballot.len()
+    );
+    let body = format!("0\r\n\r\n{smuggled}");
+    let head = format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n",
+        body.len()
+    );
+    case!(
+        "transport: Content-Length and Transfer-Encoding (smuggling)",
+        "400 INVALID_REQUEST, 1 answer, closed",
+        answers(host(s), request_head(s, &head, &body)).await
+    );
+    for (name, method) in [
+        ("transport: GET on votes", reqwest::Method::GET),
+        ("transport: PUT on votes", reqwest::Method::PUT),
+        ("transport: DELETE on votes", reqwest::Method::DELETE),
+    ] {
+        case!(
+            name,
+            "405 METHOD_NOT_ALLOWED",
+            describe(
+                s.api
+                    .http
+                    .request(method, s.votes_url())
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .body(ballot.clone())
+                    .send()
+                    .await
+            )
+            .await
+        );
+    }
+    case!(
+        "transport: spoofed X-Forwarded-For, closed election",
+        "409 ELECTION_CLOSED",
+        post(
+            s,
+            &[
+                json_ct,
+                ("authorization", &auth),
+                ("x-forwarded-for", "1.2.3.4, 5.6.7.8")
+            ],
+            format!(
+                r#"{{"electionId":"{0}","candidateId":"{1}"}}"#,
+                s.closed.0, s.closed.1[0]
+            )
+        )
+        .await
+    );
+    Ok(())
+}
