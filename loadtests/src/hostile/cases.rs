@@ -447,8 +447,7 @@ pub async fn run_all(s: &mut Suite, only: Option<&str>) -> anyhow::Result<()> {
         )
         .await
     );
-    let expect_head =
-        "Content-Type: application/json\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n";
+    let expect_head = "Content-Type: application/json\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n";
     case!(
         "body: Expect 100-continue over the limit",
         "413 PAYLOAD_TOO_LARGE",
