@@ -22,6 +22,8 @@ export LIVEVOTE_REDIS_PREFIX="lvtest-hostile-$id"
 export LIVEVOTE_QUEUE_NAME="lvtest-hostile-$id"
 ingestion=$(free_port) processor=$(free_port) results=$(free_port) issuer=$(free_port)
 export LIVEVOTE_INGESTION_URL="http://127.0.0.1:$ingestion" LIVEVOTE_RESULTS_URL="http://127.0.0.1:$results"
+# The local issuer, whose JWKS fetch count shows the refetch throttle.
+export LIVEVOTE_ISSUER_URL="http://127.0.0.1:$issuer"
 
 cleanup() {
   "$bin/livevote" stack down >/dev/null 2>&1 || echo "hostile: stack down failed (see $LIVEVOTE_STACK_DIR)" >&2

@@ -74,18 +74,30 @@ pub fn token(args: &TokenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The issuer's routes: its JWKS and a readiness probe.
+/// The issuer's routes: its JWKS, a readiness probe, and `/stats` (how many
+/// times the JWKS was fetched: the hostile-input suite checks that the
+/// services' refetches on unknown key ids stay throttled).
 pub fn router() -> axum::Router {
     // The JWKS does not depend on iss/aud: any issuer built from the key serves the same keys.
     let jwks = DevIssuer::builtin(DEFAULT_ISSUER, DEFAULT_AUDIENCE)
         .jwks_json()
         .to_owned();
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = fetches.clone();
     axum::Router::new()
         .route(
             "/.well-known/jwks.json",
             get(move || {
                 let jwks = jwks.clone();
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 async move { ([("content-type", "application/json")], jwks) }
+            }),
+        )
+        .route(
+            "/stats",
+            get(move || {
+                let n = fetches.load(std::sync::atomic::Ordering::Relaxed);
+                async move { axum::Json(serde_json::json!({ "jwksFetches": n })) }
             }),
         )
         .route("/health/ready", get(|| async { "ready" }))
