@@ -1,7 +1,33 @@
 //! Benchmarks and load generators. `adapter-bench` measures the storage
 //! adapters against the bare operations they are built from, as ratios
 //! measured in one run on one machine; `livevote-load` drives a running
-//! stack and checks every accepted vote afterwards ([`load`]).
+//! stack and checks every accepted vote afterwards ([`load`]);
+//! `livevote-hostile` sends it hostile input ([`hostile`]).
 
 pub mod hostile;
 pub mod load;
+
+use std::process::ExitCode;
+
+/// Runs a command-line tool's `main` future on a multi-threaded runtime; an
+/// error is printed as `<name>: <cause chain>` with exit code 2 (1 is left to
+/// the tools for "checked, and something is wrong").
+pub fn run_tool<F>(name: &str, main: F) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(main) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{name}: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -136,6 +136,52 @@ impl Api {
             .expect(201, "creating the election")
     }
 
+    /// Creates an election (DRAFT); its id and its candidates' ids, in the order given.
+    pub async fn create_election_ids(
+        &self,
+        title: &str,
+        candidates: &[&str],
+        minutes: i64,
+    ) -> anyhow::Result<(String, Vec<String>)> {
+        let created = self.create_election(title, candidates, minutes).await?;
+        let id = created["electionId"]
+            .as_str()
+            .context("the created election has no electionId")?
+            .to_owned();
+        let ids: Vec<String> = created["candidates"]
+            .as_array()
+            .context("the created election has no candidates")?
+            .iter()
+            .filter_map(|c| c["candidateId"].as_str().map(str::to_owned))
+            .collect();
+        anyhow::ensure!(
+            ids.len() == candidates.len(),
+            "the election came back with {} candidates instead of {}",
+            ids.len(),
+            candidates.len()
+        );
+        Ok((id, ids))
+    }
+
+    /// Both services answer their readiness probe, or the error says how to start them.
+    pub async fn ensure_ready(&self) -> anyhow::Result<()> {
+        for (service, url) in [("results", &self.results_url), ("ingestion", &self.ingestion_url)] {
+            match self.http.get(format!("{url}/health/ready")).send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => anyhow::bail!(
+                    "the {service} service at {url} is not ready ({}): see `livevote stack status`",
+                    r.status()
+                ),
+                Err(e) => anyhow::bail!(
+                    "the {service} service does not answer at {url} ({e}): run `livevote stack up` first, \
+                     or point LIVEVOTE_{}_URL at it",
+                    service.to_uppercase()
+                ),
+            }
+        }
+        Ok(())
+    }
+
     /// Moves an election to `status` (SCHEDULED, ACTIVE, CLOSED).
     pub async fn set_status(&self, id: &str, status: &str) -> anyhow::Result<Value> {
         self.results(

@@ -85,35 +85,13 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// The show, against the services `api` talks to.
 pub async fn show(args: &DemoArgs, api: &Api) -> anyhow::Result<ExitCode> {
-    for (service, url) in [("results", &api.results_url), ("ingestion", &api.ingestion_url)] {
-        let ready = api.http.get(format!("{url}/health/ready")).send().await;
-        match ready {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => bail!(
-                "the {service} service at {url} is not ready ({}): see `livevote stack status`",
-                r.status()
-            ),
-            Err(e) => {
-                bail!("the {service} service does not answer at {url} ({e}): run `livevote stack up` first")
-            }
-        }
-    }
+    api.ensure_ready().await?;
 
     // The election.
     let title = format!("livevote demo {}", chrono::Utc::now().format("%H:%M:%S"));
-    let created = api
-        .create_election(&title, &CANDIDATES, (args.seconds / 60 + 10) as i64)
+    let (id, candidate_ids) = api
+        .create_election_ids(&title, &CANDIDATES, (args.seconds / 60 + 10) as i64)
         .await?;
-    let id = created["electionId"]
-        .as_str()
-        .context("no electionId")?
-        .to_owned();
-    let candidate_ids: Vec<String> = created["candidates"]
-        .as_array()
-        .context("no candidates")?
-        .iter()
-        .filter_map(|c| c["candidateId"].as_str().map(str::to_owned))
-        .collect();
     println!("election {id}: {title}");
 
     // Tokens are signed before the clock starts: RS256 signing is far costlier than verifying.

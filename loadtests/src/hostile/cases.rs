@@ -84,39 +84,42 @@ fn unsigned(s: &Suite, alg: &str) -> String {
     )
 }
 
-/// Raw bytes to the ingestion port; the status line and error code of the answer.
-async fn raw(addr: String, bytes: Vec<u8>, wait: Duration) -> String {
-    let Ok(mut stream) = TcpStream::connect(&addr).await else {
-        return "cannot connect".to_owned();
-    };
-    if stream.write_all(&bytes).await.is_err() {
-        return "connection closed".to_owned();
-    }
+/// What came back on a raw connection.
+struct Exchange {
+    bytes: Vec<u8>,
+    /// The server closed the connection (or, with `first_only`, the first answer was complete)
+    /// before the wait ran out.
+    ended: bool,
+}
+
+/// Writes `bytes` to `addr` and reads for at most `wait`: until the server
+/// closes, or with `first_only` until the first answer's JSON body is in.
+async fn exchange(
+    addr: &str,
+    bytes: &[u8],
+    wait: Duration,
+    first_only: bool,
+) -> Result<Exchange, &'static str> {
+    let mut stream = TcpStream::connect(addr).await.map_err(|_| "cannot connect")?;
+    stream.write_all(bytes).await.map_err(|_| "connection closed")?;
     let mut answer = Vec::new();
-    let read = tokio::time::timeout(wait, async {
+    let ended = tokio::time::timeout(wait, async {
         let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    answer.extend_from_slice(&buf[..n]);
-                    if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
-                        break;
-                    }
-                }
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            answer.extend_from_slice(&buf[..n]);
+            if first_only && answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
             }
         }
     })
-    .await;
-    let text = String::from_utf8_lossy(&answer);
-    let status = text.split(' ').nth(1).unwrap_or("");
-    if answer.is_empty() {
-        return if read.is_err() {
-            "no answer".into()
-        } else {
-            "connection closed".into()
-        };
-    }
+    .await
+    .is_ok();
+    Ok(Exchange { bytes: answer, ended })
+}
+
+/// `STATUS CODE` of the first answer in `text` (`-` when it has no error code).
+fn status_code(text: &str) -> String {
+    let status = text.split(' ').nth(1).unwrap_or("none");
     let code = text
         .split("\"code\":\"")
         .nth(1)
@@ -125,40 +128,32 @@ async fn raw(addr: String, bytes: Vec<u8>, wait: Duration) -> String {
     format!("{status} {code}")
 }
 
+/// Raw bytes to the ingestion port; the status line and error code of the answer.
+async fn raw(addr: String, bytes: Vec<u8>, wait: Duration) -> String {
+    match exchange(&addr, &bytes, wait, true).await {
+        Err(what) => what.to_owned(),
+        Ok(x) if x.bytes.is_empty() && !x.ended => "no answer".to_owned(),
+        Ok(x) if x.bytes.is_empty() => "connection closed".to_owned(),
+        Ok(x) => status_code(&String::from_utf8_lossy(&x.bytes)),
+    }
+}
+
 /// Sends `bytes` and reads until the server closes or 3 s pass: the first
 /// answer's `STATUS CODE`, how many answers came, and whether it closed.
 async fn answers(addr: String, bytes: Vec<u8>) -> String {
-    let Ok(mut stream) = TcpStream::connect(&addr).await else {
-        return "cannot connect".to_owned();
-    };
-    if stream.write_all(&bytes).await.is_err() {
-        return "connection closed".to_owned();
-    }
-    let mut answer = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(3), async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-            }
+    match exchange(&addr, &bytes, Duration::from_secs(3), false).await {
+        Err(what) => what.to_owned(),
+        Ok(x) => {
+            let text = String::from_utf8_lossy(&x.bytes);
+            let count = text.matches("HTTP/1.1 ").count();
+            format!(
+                "{}, {count} answer{}, {}",
+                status_code(&text),
+                if count == 1 { "" } else { "s" },
+                if x.ended { "closed" } else { "kept open" }
+            )
         }
-    })
-    .await
-    .is_ok();
-    let text = String::from_utf8_lossy(&answer);
-    let count = text.matches("HTTP/1.1 ").count();
-    let status = text.split(' ').nth(1).unwrap_or("none");
-    let code = text
-        .split("\"code\":\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or("-");
-    format!(
-        "{status} {code}, {count} answer{}, {}",
-        if count == 1 { "" } else { "s" },
-        if closed { "closed" } else { "kept open" }
-    )
+    }
 }
 
 /// How many times the local issuer served its JWKS (`/stats` of `livevote issuer serve`).

@@ -9,7 +9,6 @@ mod cases;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use livevote_auth0::DevIssuer;
 use livevote_cli::api::Api;
@@ -187,22 +186,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     let stamp = chrono::Utc::now().format("%H:%M:%S");
     let names = ["Ada", "Grace"];
     let open = api
-        .create_election(&format!("hostile {stamp}"), &names, 60)
+        .create_election_ids(&format!("hostile {stamp}"), &names, 60)
         .await?;
     let closed = api
-        .create_election(&format!("hostile {stamp} (closed)"), &names, 60)
+        .create_election_ids(&format!("hostile {stamp} (closed)"), &names, 60)
         .await?;
-    let ids = |doc: &serde_json::Value| -> anyhow::Result<(String, Vec<String>)> {
-        let id = doc["electionId"].as_str().context("no electionId")?.to_owned();
-        let candidates = doc["candidates"]
-            .as_array()
-            .context("no candidates")?
-            .iter()
-            .filter_map(|c| c["candidateId"].as_str().map(str::to_owned))
-            .collect();
-        Ok((id, candidates))
-    };
-    let (open, closed) = (ids(&open)?, ids(&closed)?);
     api.open(&open.0).await?;
     api.open(&closed.0).await?;
     api.set_status(&closed.0, "CLOSED").await?;

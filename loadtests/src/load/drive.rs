@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use livevote_cli::api::Api;
 use serde::Serialize;
@@ -54,7 +54,7 @@ struct Live {
 pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let settings = args.settings()?;
     let (api, pool, redis) = args.target.connect().await?;
-    ensure_ready(&api).await?;
+    api.ensure_ready().await?;
 
     let plan = Plan::new(settings.shape, settings.mix);
     eprintln!(
@@ -86,8 +86,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         settings.scenario.label(),
         started_at.format("%H:%M:%S")
     );
-    let (election, candidates) = create(&api, &title, minutes).await?;
-    let (closed, closed_candidates) = create(&api, &format!("{title} (closed)"), minutes).await?;
+    let (election, candidates) = api.create_election_ids(&title, &CANDIDATES, minutes).await?;
+    let (closed, closed_candidates) = api
+        .create_election_ids(&format!("{title} (closed)"), &CANDIDATES, minutes)
+        .await?;
     api.open(&closed).await?;
     api.set_status(&closed, "CLOSED").await?;
     let unknown = uuid::Uuid::new_v4().to_string();
@@ -274,43 +276,6 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Both services answer their readiness probe, or the error says how to start them.
-async fn ensure_ready(api: &Api) -> anyhow::Result<()> {
-    for (service, url) in [("results", &api.results_url), ("ingestion", &api.ingestion_url)] {
-        match api.http.get(format!("{url}/health/ready")).send().await {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => bail!("the {service} service at {url} is not ready ({})", r.status()),
-            Err(e) => bail!(
-                "the {service} service does not answer at {url} ({e}): run `livevote stack up` first, \
-                 or point LIVEVOTE_{}_URL at it",
-                service.to_uppercase()
-            ),
-        }
-    }
-    Ok(())
-}
-
-/// Creates an election with the four candidates; returns its id and the candidate ids in order.
-async fn create(api: &Api, title: &str, minutes: i64) -> anyhow::Result<(String, Vec<String>)> {
-    let created = api.create_election(title, &CANDIDATES, minutes).await?;
-    let id = created["electionId"]
-        .as_str()
-        .context("no electionId")?
-        .to_owned();
-    let candidates: Vec<String> = created["candidates"]
-        .as_array()
-        .context("no candidates")?
-        .iter()
-        .filter_map(|c| c["candidateId"].as_str().map(str::to_owned))
-        .collect();
-    anyhow::ensure!(
-        candidates.len() == CANDIDATES.len(),
-        "the election came back with {} candidates",
-        candidates.len()
-    );
-    Ok((id, candidates))
 }
 
 /// Sends one vote; the outcome, and the vote id of a 202.
