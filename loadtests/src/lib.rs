@@ -2,8 +2,10 @@
 //! adapters against the bare operations they are built from, as ratios
 //! measured in one run on one machine; `livevote-load` drives a running
 //! stack and checks every accepted vote afterwards ([`load`]);
-//! `livevote-hostile` sends it hostile input ([`hostile`]).
+//! `livevote-hostile` sends it hostile input ([`hostile`]); `livevote-faults`
+//! breaks its servers and processes while votes come in ([`faults`]).
 
+pub mod faults;
 pub mod hostile;
 pub mod load;
 

@@ -171,7 +171,7 @@ fn a_short_spike_with_readers_ends_with_a_clean_verdict() {
     assert!(out.status.success(), "the run did not end clean");
     assert_eq!(report["verdict"]["clean"], true, "{:#}", report["verdict"]);
     let checks = report["verdict"]["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 7);
+    assert_eq!(checks.len(), 8);
     assert!(checks.iter().all(|c| c["passed"] == true));
 
     // 150/s with a 1 s ramp over 4 s: 75 + 450 attempts; every first vote accepted.

@@ -17,6 +17,25 @@ impl Clock for SystemClock {
     }
 }
 
+/// The host's clock read with a fixed offset: how the fault suite makes one
+/// ingestion host's clock run minutes ahead or behind the others.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    offset: Duration,
+}
+
+impl OffsetClock {
+    pub fn new(offset: Duration) -> Self {
+        Self { offset }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Timestamp {
+        SystemClock.now() + self.offset
+    }
+}
+
 /// A clock that only moves when told to. Clones share the same time.
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<Mutex<Timestamp>>);
@@ -50,6 +69,20 @@ mod tests {
     fn system_clock_keeps_microseconds() {
         let t = SystemClock.now();
         assert_eq!(t.timestamp_subsec_nanos() % 1_000, 0);
+    }
+
+    #[test]
+    fn offset_clock_runs_ahead_or_behind_the_system_clock_by_its_offset() {
+        let ahead = OffsetClock::new(Duration::minutes(5)).now() - SystemClock.now();
+        assert!(
+            (Duration::seconds(299)..=Duration::minutes(5)).contains(&ahead),
+            "{ahead}"
+        );
+        let behind = SystemClock.now() - OffsetClock::new(Duration::minutes(-5)).now();
+        assert!(
+            (Duration::minutes(5)..=Duration::seconds(301)).contains(&behind),
+            "{behind}"
+        );
     }
 
     #[test]

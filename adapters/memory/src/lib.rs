@@ -25,7 +25,7 @@ mod service_process;
 
 pub use auth::StaticTokens;
 pub use bus::{MemoryBus, MemorySubscription};
-pub use clock::{ManualClock, SystemClock};
+pub use clock::{ManualClock, OffsetClock, SystemClock};
 pub use database::MemoryDatabase;
 pub use dedup::{DedupConfig, MemoryDedup};
 pub use human::FakeHumanCheck;

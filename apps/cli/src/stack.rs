@@ -54,6 +54,12 @@ pub struct StackArgs {
     /// The vote queue (its dead-letter queue is `<name>-dlq`).
     #[arg(long, env = "LIVEVOTE_QUEUE_NAME", default_value = "livevote-votes")]
     pub queue_name: String,
+    /// Visibility timeout of the vote queue `up` creates, seconds.
+    #[arg(long, env = "LIVEVOTE_QUEUE_VISIBILITY_SECS", default_value_t = 30)]
+    pub queue_visibility_secs: u64,
+    /// Receives of one message before the queue moves it to the dead-letter queue.
+    #[arg(long, env = "LIVEVOTE_QUEUE_MAX_RECEIVES", default_value_t = 5)]
+    pub queue_max_receives: u32,
     /// Port of livevote-ingestion (votes).
     #[arg(long, default_value_t = 8080)]
     pub ingestion_port: u16,
@@ -303,7 +309,12 @@ async fn prepare_database(args: &StackArgs) -> anyhow::Result<()> {
 async fn prepare_queues(args: &StackArgs) -> anyhow::Result<()> {
     let bar = step("queues: creating the vote queue and its dead-letter queue");
     let client = livevote_sqs::local_client(&args.sqs_endpoint);
-    livevote_sqs::create_queues(&client, &args.queue_name, livevote_sqs::QueueSettings::default())
+    let settings = livevote_sqs::QueueSettings {
+        visibility_timeout: Duration::from_secs(args.queue_visibility_secs.max(1)),
+        max_receive_count: args.queue_max_receives.max(1),
+        ..livevote_sqs::QueueSettings::default()
+    };
+    livevote_sqs::create_queues(&client, &args.queue_name, settings)
         .await
         .with_context(|| format!("creating queue {} at {}", args.queue_name, args.sqs_endpoint))?;
     done(&bar, format!("queues {0} and {0}-dlq ready", args.queue_name));
@@ -443,8 +454,12 @@ pub async fn up(args: &StackArgs) -> anyhow::Result<ExitCode> {
                     "LIVEVOTE_INGESTION_LISTEN".into(),
                     format!("127.0.0.1:{}", args.ingestion_port),
                 ),
-                // Every local viewer comes from 127.0.0.1: a per-address limit would throttle the demo.
-                ("LIVEVOTE_RATE_IP_PER_SEC".into(), "0".into()),
+                // Every local viewer comes from 127.0.0.1: a per-address limit would throttle the
+                // demo, so it is off unless the caller's environment sets one.
+                (
+                    "LIVEVOTE_RATE_IP_PER_SEC".into(),
+                    std::env::var("LIVEVOTE_RATE_IP_PER_SEC").unwrap_or_else(|_| "0".into()),
+                ),
             ],
             args.ingestion_port,
         ),

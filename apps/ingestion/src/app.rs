@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use livevote_auth0::{JwksConfig, JwksVerifier};
-use livevote_memory::SystemClock;
+use livevote_memory::OffsetClock;
 use livevote_metrics::{FlushTask, Telemetry};
 use livevote_ports::QueueInspector;
 use livevote_postgres::PgElections;
@@ -163,7 +163,8 @@ impl App {
             redis.clone(),
             batcher,
             human,
-            SystemClock,
+            // The host's clock; a fault build may shift it (crate::faults::clock_offset).
+            OffsetClock::new(crate::faults::clock_offset()),
             telemetry.clone(),
             CastConfig::default(),
         );

@@ -13,6 +13,7 @@
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod faults;
 pub mod http;
 pub mod publisher;
 pub mod ratelimit;

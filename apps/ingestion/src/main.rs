@@ -15,6 +15,8 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     config.logging.init();
+    #[cfg(feature = "failpoints")]
+    let _failpoints = livevote_ingestion::faults::arm_from_env();
     let app = match App::build(&config).await {
         Ok(app) => app,
         Err(error) => {

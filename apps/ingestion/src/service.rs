@@ -28,6 +28,7 @@ use livevote_ports::{
 };
 
 use crate::cache::ElectionCache;
+use crate::faults::crash_point;
 use crate::publisher::{PublishError, VoteBatcher};
 
 /// A request to cast a vote, parsed at the edge.
@@ -283,6 +284,7 @@ where
                 }
             }
         }
+        crash_point!("ingestion-after-claim");
         // Steps 7-8 in their own task, so a vanished client cannot leave them half done.
         let service = self.clone();
         let tail = tokio::spawn(async move { service.publish_and_confirm(claim, record).await });
@@ -322,6 +324,7 @@ where
                 },
             });
         }
+        crash_point!("ingestion-after-publish");
         // The queue has it: from here on the vote is durable and is answered 202.
         // A missed confirm still answers 202: the vote is persisted all the
         // same and reconciliation shows it as surplus, never as loss.
@@ -336,6 +339,7 @@ where
                 inner.metrics.record(MetricEvent::ConfirmMissed);
             }
         }
+        crash_point!("ingestion-after-confirm");
         Ok(CastReceipt {
             vote_id,
             accepted_at: claim.vote.accepted_at,

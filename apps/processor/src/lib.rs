@@ -13,6 +13,7 @@
 
 pub mod app;
 pub mod config;
+pub mod faults;
 pub mod runner;
 pub mod service;
 

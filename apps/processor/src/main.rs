@@ -15,6 +15,8 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     config.logging.init();
+    #[cfg(feature = "failpoints")]
+    let _failpoints = livevote_processor::faults::arm_from_env();
     if config.migrate {
         return migrate(&config).await;
     }

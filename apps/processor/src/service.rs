@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::faults::crash_point;
 use livevote_domain::{Election, ElectionId, ElectionStatus, VoteId, VoteRecord};
 use livevote_ports::{
     CatalogError, Clock, Delivery, DeliveryContent, DeliveryTag, ElectionCatalog, MetricEvent, Metrics,
@@ -143,7 +144,13 @@ where
         if deliveries.is_empty() {
             return Ok(summary);
         }
+        crash_point!("processor-after-receive");
         let oldest_sent = deliveries.iter().filter_map(|d| d.sent_at).min();
+        #[cfg(feature = "failpoints")]
+        let received: HashMap<String, (String, u32)> = deliveries
+            .iter()
+            .map(|d| (d.tag.0.clone(), (d.message_id.clone(), d.receive_count)))
+            .collect();
         // Poison is set apart and never acknowledged.
         let mut good: Vec<(DeliveryTag, Vec<VoteRecord>)> = Vec::with_capacity(deliveries.len());
         let mut seen = HashMap::new();
@@ -195,8 +202,26 @@ where
                 Err(e) => return Err(ProcessError::Store(e)),
             }
         };
+        crash_point!("processor-after-commit");
         // Committed: now, and only now, delete exactly these messages.
         let tags: Vec<DeliveryTag> = good.iter().map(|(t, _)| t.clone()).collect();
+        #[cfg(feature = "failpoints")]
+        let tags = {
+            let (delete, again) = crate::faults::redeliveries(
+                tags.into_iter()
+                    .map(|t| {
+                        let (id, n) = received.get(&t.0).cloned().unwrap_or_default();
+                        (t, id, n)
+                    })
+                    .collect(),
+            );
+            if !again.is_empty()
+                && let Err(e) = self.inner.source.extend_visibility(&again, Duration::ZERO).await
+            {
+                tracing::warn!(error = %e, "failpoint processor-redeliver: could not hand messages back");
+            }
+            delete
+        };
         if !tags.is_empty() {
             match self.inner.source.ack(&tags).await {
                 Ok(ack) => summary.ack_failed = ack.failed.len(),

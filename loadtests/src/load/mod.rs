@@ -161,6 +161,11 @@ pub struct RunArgs {
     /// How often each service's memory is sampled, seconds.
     #[arg(long)]
     pub sample_secs: Option<u64>,
+    /// Closes the election this many seconds into the voting while attempts keep
+    /// coming (the close boundary): attempts after it are refused ELECTION_CLOSED,
+    /// and no stored vote may be stamped at or after the end.
+    #[arg(long)]
+    pub close_after_secs: Option<f64>,
     /// Requests in flight at most; an attempt due while at the limit is not sent and
     /// is reported (the generator, not the server, would then be the bottleneck).
     #[arg(long, default_value_t = 20_000)]
@@ -193,6 +198,7 @@ pub struct Settings {
     pub sse_clients: usize,
     pub sample_secs: u64,
     pub max_in_flight: usize,
+    pub close_after: Option<std::time::Duration>,
 }
 
 impl RunArgs {
@@ -231,6 +237,13 @@ impl RunArgs {
             "the run schedules no attempt: raise --rate or --duration-secs"
         );
         anyhow::ensure!(self.max_in_flight > 0, "--max-in-flight must be at least 1");
+        let close_after = match self.close_after_secs {
+            None => None,
+            Some(secs) if secs.is_finite() && secs > 0.0 && secs < shape.duration_secs => {
+                Some(std::time::Duration::from_secs_f64(secs))
+            }
+            Some(_) => anyhow::bail!("--close-after-secs must be within the run (0 < s < --duration-secs)"),
+        };
         Ok(Settings {
             scenario: self.scenario,
             shape,
@@ -240,6 +253,7 @@ impl RunArgs {
             sse_clients: self.sse_clients.unwrap_or(sse),
             sample_secs: self.sample_secs.unwrap_or(sample).max(1),
             max_in_flight: self.max_in_flight,
+            close_after,
         })
     }
 }

@@ -197,6 +197,30 @@ pub async fn check(
     .into_iter()
     .map(|r| (r.get(0), r.get(1)))
     .collect();
+    // A viewer's second vote the unique constraint dropped (after Redis lost their claim).
+    let dropped: Vec<Row3> = sqlx::query(
+        "SELECT vote_id::text, voter_id, candidate_id::text FROM vote_conflicts WHERE election_id = $1",
+    )
+    .bind(uuid)
+    .fetch_all(pool)
+    .await
+    .context("reading the vote conflicts from PostgreSQL")?
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
+    // Stored votes stamped at or after the election's end (its close watermark).
+    let late: Vec<String> = sqlx::query(
+        "SELECT v.vote_id::text || ' accepted ' || v.accepted_at::text || ', end ' || e.ends_at::text \
+         FROM votes v JOIN elections e ON e.election_id = v.election_id \
+         WHERE v.election_id = $1 AND v.accepted_at >= e.ends_at",
+    )
+    .bind(uuid)
+    .fetch_all(pool)
+    .await
+    .context("reading late votes from PostgreSQL")?
+    .into_iter()
+    .map(|r| r.get(0))
+    .collect();
     let live = redis
         .accepted_counts(id)
         .await
@@ -206,17 +230,40 @@ pub async fn check(
         .map(|c| (c.candidate_id.to_string(), c.votes))
         .collect();
     let reconciliation = api.reconciliation(election).await?;
-    Ok(judge(ledger, &rows, &shards, &live, &reconciliation))
+    Ok(judge(
+        ledger,
+        &Store {
+            rows: &rows,
+            dropped: &dropped,
+            late: &late,
+            shards: &shards,
+        },
+        &live,
+        &reconciliation,
+    ))
+}
+
+/// What was read from PostgreSQL for one election.
+#[derive(Debug, Clone, Copy)]
+pub struct Store<'a> {
+    /// The stored votes.
+    pub rows: &'a [Row3],
+    /// Second votes of a viewer dropped by the unique constraint (`vote_conflicts`).
+    pub dropped: &'a [Row3],
+    /// Stored votes accepted at or after the election's end.
+    pub late: &'a [String],
+    /// Persisted tallies per candidate.
+    pub shards: &'a [(String, i64)],
 }
 
 /// The checks themselves, on what was read (pure, unit-tested).
 pub fn judge(
     ledger: &Ledger,
-    rows: &[Row3],
-    shards: &[(String, i64)],
+    store: &Store<'_>,
     live: &BTreeMap<String, u64>,
     reconciliation: &Value,
 ) -> Verdict {
+    let (rows, shards) = (store.rows, store.shards);
     let mut verdict = Verdict {
         clean: true,
         checks: Vec::new(),
@@ -226,10 +273,23 @@ pub fn judge(
         by_id.entry(row.0.as_str()).or_default().push(row);
     }
 
-    // 1. Every 202 stored exactly once, as cast.
+    // 1. Every 202 stored exactly once, as cast. The one exception is a
+    // viewer's second 202, possible only after Redis lost their claim: the
+    // unique constraint drops it as a conflict while their first vote counts
+    // (DESIGN.md invariant 3, D). It is listed apart, never as stored.
+    let voters_stored: HashSet<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let dropped_ids: HashMap<&str, &Row3> = store.dropped.iter().map(|r| (r.0.as_str(), r)).collect();
     let mut bad = Vec::new();
+    let mut second: Vec<&LedgerVote> = Vec::new();
     for v in &ledger.accepted {
         match by_id.get(v.vote_id.as_str()).map(Vec::as_slice) {
+            None | Some([])
+                if dropped_ids
+                    .get(v.vote_id.as_str())
+                    .is_some_and(|d| d.1 == v.voter && voters_stored.contains(v.voter.as_str())) =>
+            {
+                second.push(v);
+            }
             None | Some([]) => bad.push(format!(
                 "{} missing (viewer {}, candidate {})",
                 v.vote_id, v.voter, v.candidate_id
@@ -247,9 +307,11 @@ pub fn judge(
         name: "every vote answered 202 is stored exactly once, as cast".into(),
         passed: bad.is_empty(),
         detail: format!(
-            "{} of {} votes answered 202 are not",
+            "{} of {} votes answered 202 are not; {} were a viewer's second 202, dropped as a conflict \
+             while their first vote counts",
             bad.len(),
-            ledger.accepted.len()
+            ledger.accepted.len(),
+            second.len()
         ),
         ids: bad,
     });
@@ -303,7 +365,12 @@ pub fn judge(
         *counted.entry(row.2.clone()).or_default() += 1;
     }
     let mut client: BTreeMap<String, i64> = BTreeMap::new();
-    for v in &ledger.accepted {
+    let second_ids: HashSet<&str> = second.iter().map(|v| v.vote_id.as_str()).collect();
+    for v in ledger
+        .accepted
+        .iter()
+        .filter(|v| !second_ids.contains(v.vote_id.as_str()))
+    {
         *client.entry(v.candidate_id.clone()).or_default() += 1;
     }
     for r in &explained {
@@ -367,16 +434,34 @@ pub fn judge(
         ids: drift,
     });
 
-    // 6. The service's own reconciliation.
+    // 6. The service's own reconciliation: balanced, or a surplus no larger
+    // than the votes the server took without the client hearing 202 (a crash
+    // between the queue's acknowledgement and the confirm) plus the second
+    // 202s dropped as conflicts. Never lost, never pending.
     let said = reconciliation["verdict"].as_str().unwrap_or("?").to_owned();
+    let surplus = reconciliation["verdictCount"].as_u64().unwrap_or(u64::MAX);
+    let explainable = (explained.len() + second.len()) as u64;
     verdict.push(Check {
-        name: "the reconciliation endpoint says balanced".into(),
-        passed: said == "balanced",
+        name: "the reconciliation endpoint says balanced (or a surplus the run explains)".into(),
+        passed: said == "balanced" || (said == "surplus" && surplus <= explainable),
         detail: format!(
-            "verdict {said}: accepted {}, persisted {}, in flight {}",
-            reconciliation["accepted"], reconciliation["persisted"], reconciliation["inFlight"]
+            "verdict {said} {}: accepted {}, persisted {}, conflicts {}, in flight {}; {explainable} votes taken \
+             without a 202 reaching the client or dropped as a second vote",
+            reconciliation["verdictCount"],
+            reconciliation["accepted"],
+            reconciliation["persisted"],
+            reconciliation["conflicts"],
+            reconciliation["inFlight"]
         ),
         ids: Vec::new(),
+    });
+
+    // 7. Counted iff accepted before the end: no stored vote is stamped at or after it.
+    verdict.push(Check {
+        name: "no stored vote was accepted at or after the election's end".into(),
+        passed: store.late.is_empty(),
+        detail: format!("{} stored votes stamped at or after the end", store.late.len()),
+        ids: store.late.to_vec(),
     });
     verdict
 }
@@ -443,6 +528,15 @@ mod tests {
         (id.into(), voter.into(), candidate.into())
     }
 
+    fn st<'a>(rows: &'a [Row3], dropped: &'a [Row3], shards: &'a [(String, i64)]) -> Store<'a> {
+        Store {
+            rows,
+            dropped,
+            late: &[],
+            shards,
+        }
+    }
+
     fn balanced() -> Value {
         serde_json::json!({"verdict": "balanced", "accepted": 2, "persisted": 2, "inFlight": 0})
     }
@@ -464,9 +558,9 @@ mod tests {
         let rows = [row("v1", "a", "c1"), row("v2", "b", "c2")];
         let shards = [("c1".to_owned(), 1), ("c2".to_owned(), 1)];
         let live = BTreeMap::from([("c1".to_owned(), 1), ("c2".to_owned(), 1)]);
-        let v = judge(&ledger, &rows, &shards, &live, &balanced());
+        let v = judge(&ledger, &st(&rows, &[], &shards), &live, &balanced());
         assert!(v.clean, "{}", v.text());
-        assert_eq!(v.checks.len(), 6);
+        assert_eq!(v.checks.len(), 7);
     }
 
     #[test]
@@ -478,7 +572,7 @@ mod tests {
         let rows = [row("v1", "a", "c1")];
         let shards = [("c1".to_owned(), 1), ("c2".to_owned(), 1)];
         let live = BTreeMap::from([("c1".to_owned(), 1), ("c2".to_owned(), 1)]);
-        let v = judge(&ledger, &rows, &shards, &live, &balanced());
+        let v = judge(&ledger, &st(&rows, &[], &shards), &live, &balanced());
         assert!(!v.clean);
         assert_eq!(v.checks[0].ids, vec!["v2 missing (viewer b, candidate c2)"]);
         assert_eq!(
@@ -504,8 +598,7 @@ mod tests {
         let live = BTreeMap::from([("c1".to_owned(), 2), ("c2".to_owned(), 1)]);
         let v = judge(
             &ledger,
-            &rows,
-            &shards,
+            &st(&rows, &[], &shards),
             &live,
             &serde_json::json!({"verdict": "loss"}),
         );
@@ -516,7 +609,11 @@ mod tests {
                 .detail
                 .contains("1 rows whose request went unanswered")
         );
-        assert!(failed(&v).contains(&"the reconciliation endpoint says balanced"));
+        assert!(
+            failed(&v)
+                .iter()
+                .any(|n| n.starts_with("the reconciliation endpoint says balanced"))
+        );
     }
 
     #[test]
@@ -528,9 +625,68 @@ mod tests {
         let rows = [row("v1", "a", "c1"), row("v2", "a", "c2")];
         let shards = [("c1".to_owned(), 1), ("c2".to_owned(), 1)];
         let live = BTreeMap::from([("c1".to_owned(), 1), ("c2".to_owned(), 1)]);
-        let v = judge(&ledger, &rows, &shards, &live, &balanced());
+        let v = judge(&ledger, &st(&rows, &[], &shards), &live, &balanced());
         assert_eq!(failed(&v), vec!["no viewer has two rows"]);
         assert_eq!(v.checks[1].ids, vec!["viewer a has 2 rows"]);
+    }
+
+    #[test]
+    fn a_second_202_dropped_as_a_conflict_is_listed_apart_and_explains_a_surplus() {
+        // Redis lost viewer a's claim: their second attempt got 202 too, and the constraint dropped it.
+        let ledger = Ledger {
+            accepted: vec![vote("v1", "a", "c1"), vote("v2", "a", "c2")],
+            unanswered_voters: vec![],
+        };
+        let rows = [row("v1", "a", "c1")];
+        let dropped = [row("v2", "a", "c2")];
+        let shards = [("c1".to_owned(), 1)];
+        let live = BTreeMap::from([("c1".to_owned(), 1)]);
+        let surplus = serde_json::json!({"verdict": "surplus", "verdictCount": 1});
+        let v = judge(&ledger, &st(&rows, &dropped, &shards), &live, &surplus);
+        assert!(v.clean, "{}", v.text());
+        assert!(
+            v.checks[0].detail.contains("1 were a viewer's second 202"),
+            "{}",
+            v.checks[0].detail
+        );
+        // The same conflict row for a viewer with no stored vote is a loss, not a second vote.
+        let orphan = [row("v2", "b", "c2")];
+        let v = judge(&ledger, &st(&rows, &orphan, &shards), &live, &surplus);
+        assert_eq!(v.checks[0].ids, vec!["v2 missing (viewer a, candidate c2)"]);
+        // A surplus larger than the run explains fails; "lost" always fails.
+        let big = serde_json::json!({"verdict": "surplus", "verdictCount": 2});
+        assert!(
+            failed(&judge(&ledger, &st(&rows, &dropped, &shards), &live, &big))
+                .iter()
+                .any(|n| n.contains("reconciliation"))
+        );
+        let lost = serde_json::json!({"verdict": "lost", "verdictCount": 1});
+        assert!(
+            failed(&judge(&ledger, &st(&rows, &dropped, &shards), &live, &lost))
+                .iter()
+                .any(|n| n.contains("reconciliation"))
+        );
+    }
+
+    #[test]
+    fn a_vote_stored_with_a_time_after_the_end_fails() {
+        let ledger = Ledger {
+            accepted: vec![vote("v1", "a", "c1")],
+            unanswered_voters: vec![],
+        };
+        let rows = [row("v1", "a", "c1")];
+        let shards = [("c1".to_owned(), 1)];
+        let live = BTreeMap::from([("c1".to_owned(), 1)]);
+        let late = ["v1 accepted 12:00:00.2, end 12:00:00.1".to_owned()];
+        let store = Store {
+            late: &late,
+            ..st(&rows, &[], &shards)
+        };
+        let v = judge(&ledger, &store, &live, &balanced());
+        assert_eq!(
+            failed(&v),
+            vec!["no stored vote was accepted at or after the election's end"]
+        );
     }
 
     #[test]

@@ -1,0 +1,62 @@
+//! Fault injection for the fault suite (`scripts/faults.sh`), compiled in
+//! only with the `failpoints` feature; without it [`crash_point!`] expands
+//! to nothing and no fault can be armed.
+//!
+//! Armed through the `FAILPOINTS` variable (the `fail` crate's syntax), e.g.
+//! `FAILPOINTS='processor-after-commit=10*off->return'`. Points:
+//! - `processor-after-receive`: a batch is received, nothing committed;
+//! - `processor-after-commit`: committed, no message deleted;
+//! - `processor-redeliver=return(N)`: instead of deleting a committed message,
+//!   makes it visible again until it has been delivered `1 + hash(id) mod N`
+//!   times, so every message arrives between 1 and N times.
+
+/// Kills the process at once (no shutdown, no flush) when the point is armed.
+macro_rules! crash_point {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        $crate::faults::crash_if_armed($name);
+    };
+}
+pub(crate) use crash_point;
+
+#[cfg(feature = "failpoints")]
+pub(crate) fn crash_if_armed(name: &str) {
+    if fail::eval(name, |_| ()).is_some() {
+        eprintln!("failpoint {name} fired: aborting the process");
+        std::process::abort();
+    }
+}
+
+/// Arms the points named in `FAILPOINTS` for the life of the returned guard.
+#[cfg(feature = "failpoints")]
+pub fn arm_from_env() -> fail::FailScenario<'static> {
+    fail::FailScenario::setup()
+}
+
+/// With `processor-redeliver` armed: splits committed messages into those to
+/// delete now and those to hand back for another delivery, from each
+/// message's id and how often it has been received.
+#[cfg(feature = "failpoints")]
+pub(crate) fn redeliveries(
+    messages: Vec<(livevote_ports::DeliveryTag, String, u32)>,
+) -> (Vec<livevote_ports::DeliveryTag>, Vec<livevote_ports::DeliveryTag>) {
+    let Some(most) = fail::eval("processor-redeliver", |arg| {
+        arg.and_then(|a| a.parse::<u64>().ok()).unwrap_or(20).max(1)
+    }) else {
+        return (messages.into_iter().map(|(tag, _, _)| tag).collect(), Vec::new());
+    };
+    let (mut delete, mut again) = (Vec::new(), Vec::new());
+    for (tag, message_id, received) in messages {
+        // FNV-1a: a stable spread of delivery counts over the message ids.
+        let hash = message_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        let deliveries = 1 + hash % most;
+        if u64::from(received) < deliveries {
+            again.push(tag);
+        } else {
+            delete.push(tag);
+        }
+    }
+    (delete, again)
+}
