@@ -77,6 +77,9 @@ fi
 echo "== hostile input (scripts/hostile.sh)"
 bash scripts/hostile.sh
 
+echo "== faults (scripts/faults.sh)"
+bash scripts/faults.sh
+
 echo "== SQS adapter against moto"
 moto_env=(LIVEVOTE_TEST_SQS_ENDPOINT="${LIVEVOTE_TEST_MOTO_ENDPOINT:-http://127.0.0.1:4567}" LIVEVOTE_TEST_SQS_SERVER=moto)
 if command -v cargo-nextest >/dev/null 2>&1; then

@@ -448,9 +448,21 @@ impl Election {
     /// ACTIVE; a window error if `now` is not after the start (a clock behind the
     /// start of an open election).
     pub fn close(&mut self, now: Timestamp) -> Result<(), ElectionError> {
+        self.close_with_grace(now, chrono::Duration::zero())
+    }
+
+    /// ACTIVE -> CLOSED, with the end (the close watermark) `grace` after
+    /// `now`: the longest an ingestion host may go on accepting before it
+    /// learns of the close. Every vote a host accepts in that time is then
+    /// stamped before the end and counts, and none is stamped after it.
+    ///
+    /// # Errors
+    /// As [`Election::close`].
+    pub fn close_with_grace(&mut self, now: Timestamp, grace: chrono::Duration) -> Result<(), ElectionError> {
         self.ensure_transition(ElectionStatus::Closed, now)?;
-        if now < self.window.end() {
-            self.window = VotingWindow::new(self.window.start(), now)?;
+        let watermark = now + grace.max(chrono::Duration::zero());
+        if watermark < self.window.end() {
+            self.window = VotingWindow::new(self.window.start(), watermark)?;
         }
         self.status = ElectionStatus::Closed;
         Ok(())
@@ -951,6 +963,18 @@ pub(crate) mod tests {
             if e.close(at(close_at) + Duration::microseconds(1)).is_ok() {
                 prop_assert!(e.window().end() <= end_before);
                 prop_assert!(e.effective_status(e.window().end()) == ElectionStatus::Closed);
+            }
+        }
+
+        #[test]
+        fn a_close_with_grace_ends_grace_later_but_never_extends(len in 10i64..1000, close_at in 0i64..2000, grace in 0i64..100) {
+            let mut e = in_status(ElectionStatus::Active, len);
+            let end_before = e.window().end();
+            let now = at(close_at) + Duration::microseconds(1);
+            if e.close_with_grace(now, Duration::seconds(grace)).is_ok() {
+                prop_assert_eq!(e.window().end(), (now + Duration::seconds(grace)).min(end_before));
+                // Closed at once, whatever the end: no host that knows accepts another vote.
+                prop_assert_eq!(e.effective_status(now), ElectionStatus::Closed);
             }
         }
     }

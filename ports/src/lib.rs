@@ -26,7 +26,7 @@ pub use catalog::{
     CatalogError, ChangeKind, ElectionAnnouncer, ElectionCatalog, ElectionChange, ElectionChangeFeed,
     ElectionChanges,
 };
-pub use clock::Clock;
+pub use clock::{Clock, ReferenceClock, ReferenceClockError};
 pub use dedup::{
     Claim, ClaimOutcome, ClaimState, ConfirmOutcome, DedupError, ExistingClaim, LiveTallies, VoteDedup,
 };

@@ -76,6 +76,8 @@ struct State {
 pub struct MemoryQueue {
     state: Arc<Mutex<State>>,
     available: Arc<AtomicBool>,
+    /// While true, publish calls hang (an endpoint that accepted the connection and went quiet).
+    hung: Arc<tokio::sync::watch::Sender<bool>>,
     arrived: Arc<Notify>,
     clock: Arc<dyn Clock>,
     config: QueueConfig,
@@ -103,10 +105,17 @@ impl MemoryQueue {
         Self {
             state: Arc::default(),
             available: Arc::new(AtomicBool::new(true)),
+            hung: Arc::new(tokio::sync::watch::channel(false).0),
             arrived: Arc::new(Notify::new()),
             clock: Arc::new(clock),
             config,
         }
+    }
+
+    /// Simulates an endpoint that hangs (`true`): publish calls wait, taking
+    /// nothing, until it answers again (`false`); then they complete.
+    pub fn set_hung(&self, hung: bool) {
+        self.hung.send_replace(hung);
     }
 
     /// Simulates the queue endpoint going down (`false`) and coming back (`true`).
@@ -235,6 +244,14 @@ impl MemoryQueue {
 
 impl VoteQueue for MemoryQueue {
     async fn publish(&self, votes: &[VoteRecord]) -> Vec<Result<(), QueueError>> {
+        let mut hung = self.hung.subscribe();
+        // A sender is always held by `self`, so this only ends once the endpoint answers.
+        if hung.wait_for(|h| !*h).await.is_err() {
+            return votes
+                .iter()
+                .map(|_| Err(QueueError::Unknown("queue dropped".into())))
+                .collect();
+        }
         if let Err(e) = self.up() {
             return votes.iter().map(|_| Err(e.clone())).collect();
         }

@@ -47,6 +47,9 @@ impl Default for StoreConfig {
 pub struct PgVoteStore {
     pool: PgPool,
     config: StoreConfig,
+    /// Fault builds only: commit with the server's `synchronous_commit` instead of forcing it on.
+    #[cfg(feature = "fault-injection")]
+    server_commit_mode: bool,
 }
 
 fn store_error(e: sqlx::Error) -> StoreError {
@@ -96,7 +99,29 @@ impl Columns {
 
 impl PgVoteStore {
     pub fn new(pool: PgPool, config: StoreConfig) -> Self {
-        Self { pool, config }
+        Self {
+            pool,
+            config,
+            #[cfg(feature = "fault-injection")]
+            server_commit_mode: false,
+        }
+    }
+
+    /// Fault builds only: stops forcing `synchronous_commit = on`, so a server
+    /// set to `off` acknowledges commits it has not written (the negative
+    /// control of the fault suite, which must then report the loss).
+    #[cfg(feature = "fault-injection")]
+    pub fn with_server_commit_mode(mut self) -> Self {
+        self.server_commit_mode = true;
+        self
+    }
+
+    fn forces_durable_commit(&self) -> bool {
+        #[cfg(feature = "fault-injection")]
+        if self.server_commit_mode {
+            return false;
+        }
+        true
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -114,10 +139,12 @@ impl PgVoteStore {
     async fn persist(&self, votes: &[VoteRecord]) -> Result<PersistReport, StoreError> {
         let cols = Columns::of(votes);
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        sqlx::query("SET LOCAL synchronous_commit = on")
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
+        if self.forces_durable_commit() {
+            sqlx::query("SET LOCAL synchronous_commit = on")
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
 
         let unknown: Vec<Uuid> = sqlx::query_scalar(
             "SELECT t.vote_id

@@ -288,3 +288,25 @@ pub(crate) fn is_unavailable(e: &FredError) -> bool {
             | ErrorKind::Cluster
     ) || TRANSIENT.iter().any(|p| e.details().starts_with(p))
 }
+
+/// The Redis server's clock (`TIME`): the reference ingestion hosts check
+/// their own clocks against.
+impl livevote_ports::ReferenceClock for RedisStore {
+    async fn reference_now(&self) -> Result<livevote_domain::Timestamp, livevote_ports::ReferenceClockError> {
+        use livevote_ports::ReferenceClockError;
+        let parts: Vec<String> = self
+            .pool
+            .next()
+            .custom(fred::cmd!("TIME"), Vec::<String>::new())
+            .await
+            .map_err(|e| ReferenceClockError(e.to_string()))?;
+        let [secs, micros] = parts.as_slice() else {
+            return Err(ReferenceClockError(format!("TIME answered {parts:?}")));
+        };
+        let (Ok(secs), Ok(micros)) = (secs.parse::<i64>(), micros.parse::<u32>()) else {
+            return Err(ReferenceClockError(format!("TIME answered {parts:?}")));
+        };
+        chrono::DateTime::from_timestamp(secs, micros.saturating_mul(1000))
+            .ok_or_else(|| ReferenceClockError(format!("TIME answered {parts:?}")))
+    }
+}

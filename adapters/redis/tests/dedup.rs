@@ -336,3 +336,30 @@ async fn a_prefix_with_braces_is_refused() {
     .unwrap_err();
     assert!(matches!(err, ConnectError::Config(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn the_server_clock_is_read_as_the_reference_and_an_unreachable_server_is_an_error() {
+    use livevote_ports::ReferenceClock;
+    let s = store(test_config()).await;
+    let before = Utc::now();
+    let server = s.reference_now().await.unwrap();
+    let after = Utc::now();
+    // The same machine's clock: the reading falls within the call, give or take a millisecond.
+    let slack = chrono::Duration::milliseconds(1);
+    assert!(
+        before - slack <= server && server <= after + slack,
+        "{before} <= {server} <= {after}"
+    );
+    let mut private = PrivateRedis::start();
+    let other = store(RedisConfig {
+        url: private.url(),
+        ..test_config()
+    })
+    .await;
+    assert!(other.reference_now().await.is_ok());
+    private.stop();
+    assert!(
+        other.reference_now().await.is_err(),
+        "a stopped server has no time to tell"
+    );
+}

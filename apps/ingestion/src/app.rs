@@ -28,9 +28,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::cache::{CacheConfig, ElectionCache};
+use crate::clockguard::ClockGuard;
 use crate::config::Config;
 use crate::http::server::{ServeConfig, serve};
-use crate::http::{AppState, BoxFuture, ReadinessCheck, router};
+use crate::http::{AppState, BoxFuture, ClockChecked, ReadinessCheck, router};
 use crate::publisher::{PublisherConfig, VoteBatcher};
 use crate::ratelimit::RateLimits;
 use crate::service::{CastConfig, CastVoteService};
@@ -62,6 +63,23 @@ impl ReadinessCheck for RedisReady {
     }
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move { self.0.ping().await.map_err(|e| e.to_string()) })
+    }
+}
+
+struct ClockReady(Arc<ClockGuard>);
+impl ReadinessCheck for ClockReady {
+    fn name(&self) -> &'static str {
+        "clock"
+    }
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        let guard = self.0.clone();
+        Box::pin(async move {
+            if guard.trusted() {
+                Ok(())
+            } else {
+                Err(format!("clock {} ms off the Redis server's", guard.offset_ms()))
+            }
+        })
     }
 }
 
@@ -158,15 +176,25 @@ impl App {
             },
             telemetry.clone(),
         );
+        // The host's clock; a fault build may shift it (crate::faults::clock_offset).
+        let clock = OffsetClock::new(crate::faults::clock_offset());
+        let clock_guard = Arc::new(ClockGuard::new(config.max_clock_skew));
+        // A host that starts with a wrong clock refuses votes from its first request.
+        if let Err(e) = clock_guard.check(&redis, &clock).await {
+            tracing::warn!(error = %e, "first clock check failed; retried in the background");
+        }
         let cast = CastVoteService::new(
             cache.clone(),
             redis.clone(),
             batcher,
             human,
-            // The host's clock; a fault build may shift it (crate::faults::clock_offset).
-            OffsetClock::new(crate::faults::clock_offset()),
+            clock,
             telemetry.clone(),
-            CastConfig::default(),
+            CastConfig {
+                // Answered before the request timeout cuts the reply off.
+                answer_within: config.request_timeout.mul_f64(0.8),
+                ..CastConfig::default()
+            },
         );
 
         let limits = Arc::new(RateLimits::new(config.rate_limits()));
@@ -183,6 +211,7 @@ impl App {
             })
         });
         background.push(tokens.spawn_refresh(config.jwks_refresh));
+        background.push(clock_guard.spawn(redis.clone(), clock, Duration::from_secs(5)));
         background.push({
             let feed = redis.clone();
             tokio::spawn(async move { cache.follow(&feed, std::future::pending()).await })
@@ -190,7 +219,11 @@ impl App {
 
         let draining = Arc::new(AtomicBool::new(false));
         let state = AppState {
-            voting: Arc::new(cast),
+            voting: Arc::new(ClockChecked {
+                voting: cast,
+                guard: clock_guard.clone(),
+                metrics: Arc::new(telemetry.clone()),
+            }),
             tokens: Arc::new(tokens.clone()),
             limits,
             metrics: Arc::new(telemetry),
@@ -199,6 +232,7 @@ impl App {
                 Arc::new(RedisReady(redis.clone())) as Arc<dyn ReadinessCheck>,
                 Arc::new(QueueReady(queue)),
                 Arc::new(JwksReady(tokens)),
+                Arc::new(ClockReady(clock_guard)),
             ]),
             draining: draining.clone(),
             trusted_proxies: config.trusted_proxies,

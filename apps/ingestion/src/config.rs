@@ -137,6 +137,11 @@ pub struct Config {
     #[arg(long, env = "LIVEVOTE_ELECTION_CACHE_MS", default_value = "500", value_parser = millis)]
     pub election_cache_max_age: Duration,
 
+    /// Most this host's clock may be off the Redis server's before it refuses votes
+    /// (503) and reports not ready, ms; 0 turns the check off.
+    #[arg(long, env = "LIVEVOTE_MAX_CLOCK_SKEW_MS", default_value = "1000", value_parser = millis)]
+    pub max_clock_skew: Duration,
+
     /// Longest a request may take before it is answered 503, ms.
     #[arg(long, env = "LIVEVOTE_REQUEST_TIMEOUT_MS", default_value = "10000", value_parser = millis)]
     pub request_timeout: Duration,

@@ -12,6 +12,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod clockguard;
 pub mod config;
 pub mod faults;
 pub mod http;

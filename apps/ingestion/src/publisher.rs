@@ -7,10 +7,16 @@
 //! is full the request is refused at once ([`PublishError::Overloaded`], a 503
 //! with `Retry-After`) instead of queueing in memory.
 //!
+//! A request that waits too long ([`VoteBatcher::publish_within`]) takes
+//! its vote back if no publish call has picked it up yet, so it is then
+//! certainly not queued; once a call carries it, the outcome is the queue's
+//! to tell and the caller is told to keep waiting ([`Publishing::Sending`]).
+//!
 //! Shutdown: once every [`VoteBatcher`] handle is dropped, the task publishes
 //! what is still buffered, waits for the batches in flight, and ends.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use livevote_domain::VoteRecord;
@@ -54,11 +60,48 @@ pub enum PublishError {
     /// The queue did not acknowledge the vote.
     #[error(transparent)]
     Queue(QueueError),
+    /// No publish call picked the vote up in time; it was taken back, never sent.
+    #[error("the queue did not take the vote within {0:?}")]
+    TimedOut(Duration),
 }
+
+/// A buffered vote's state: waiting in the buffer, taken back by its
+/// requester, or carried by a publish call.
+const QUEUED: u8 = 0;
+const WITHDRAWN: u8 = 1;
+const SENDING: u8 = 2;
 
 struct Pending {
     record: VoteRecord,
     done: oneshot::Sender<Result<(), QueueError>>,
+    state: Arc<AtomicU8>,
+}
+
+/// How a bounded publish ended.
+#[derive(Debug)]
+pub enum Publishing {
+    /// Settled: acknowledged by the queue, or certainly not queued.
+    Done(Result<(), PublishError>),
+    /// A publish call carries the vote and has not answered within the limit:
+    /// it may yet be queued. [`PublishWait::outcome`] waits for the answer.
+    Sending(PublishWait),
+}
+
+type Answer = oneshot::Receiver<Result<(), QueueError>>;
+
+/// The queue's answer for a vote whose publish call is still running.
+#[derive(Debug)]
+pub struct PublishWait(Answer);
+
+impl PublishWait {
+    /// # Errors
+    /// As [`VoteBatcher::publish`].
+    pub async fn outcome(self) -> Result<(), PublishError> {
+        match self.0.await {
+            Ok(result) => result.map_err(PublishError::Queue),
+            Err(_) => Err(PublishError::Closed),
+        }
+    }
 }
 
 /// A handle for publishing votes through the shared batcher. Cheap to clone.
@@ -93,16 +136,42 @@ impl VoteBatcher {
     /// [`PublishError::Overloaded`] at once when the buffer is full; otherwise
     /// the queue's failure for this vote.
     pub async fn publish(&self, record: VoteRecord) -> Result<(), PublishError> {
-        let (done, answer) = oneshot::channel();
-        self.tx.try_send(Pending { record, done }).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => PublishError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => PublishError::Closed,
-        })?;
-        match answer.await {
-            Ok(result) => result.map_err(PublishError::Queue),
-            // The task ended without answering: treat as not published.
-            Err(_) => Err(PublishError::Closed),
+        let (answer, _) = self.enqueue(record)?;
+        PublishWait(answer).outcome().await
+    }
+
+    /// Publishes one vote, waiting at most `limit`. Past it, a vote still in
+    /// the buffer is taken back ([`PublishError::TimedOut`]: certainly not
+    /// queued); one a publish call carries is [`Publishing::Sending`].
+    pub async fn publish_within(&self, record: VoteRecord, limit: Duration) -> Publishing {
+        let (mut answer, state) = match self.enqueue(record) {
+            Ok(queued) => queued,
+            Err(e) => return Publishing::Done(Err(e)),
+        };
+        match tokio::time::timeout(limit, &mut answer).await {
+            Ok(Ok(result)) => Publishing::Done(result.map_err(PublishError::Queue)),
+            Ok(Err(_)) => Publishing::Done(Err(PublishError::Closed)),
+            Err(_) => match state.compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => Publishing::Done(Err(PublishError::TimedOut(limit))),
+                Err(_) => Publishing::Sending(PublishWait(answer)),
+            },
         }
+    }
+
+    fn enqueue(&self, record: VoteRecord) -> Result<(Answer, Arc<AtomicU8>), PublishError> {
+        let (done, answer) = oneshot::channel();
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        self.tx
+            .try_send(Pending {
+                record,
+                done,
+                state: state.clone(),
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => PublishError::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => PublishError::Closed,
+            })?;
+        Ok((answer, state))
     }
 
     /// Votes waiting in the buffer, for metrics.
@@ -145,6 +214,15 @@ async fn run<Q: VoteQueue, M: Metrics + Clone>(
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            // Votes their requesters took back while waiting stay out of the call.
+            batch.retain(|p| {
+                p.state
+                    .compare_exchange(QUEUED, SENDING, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            });
+            if batch.is_empty() {
+                return;
+            }
             let started = tokio::time::Instant::now();
             let records: Vec<VoteRecord> = batch.iter().map(|p| p.record.clone()).collect();
             let mut outcomes = queue.publish(&records).await;

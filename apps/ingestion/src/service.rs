@@ -29,7 +29,7 @@ use livevote_ports::{
 
 use crate::cache::ElectionCache;
 use crate::faults::crash_point;
-use crate::publisher::{PublishError, VoteBatcher};
+use crate::publisher::{PublishError, Publishing, VoteBatcher};
 
 /// A request to cast a vote, parsed at the edge.
 #[derive(Debug, Clone)]
@@ -70,6 +70,11 @@ pub enum CastVoteError {
     /// Too many votes in flight: shed load, the client retries later.
     #[error("ingestion is overloaded")]
     Overloaded,
+    /// The queue has not answered for a vote it may still take: the vote
+    /// is neither accepted nor refused yet. Its claim is settled once the
+    /// queue answers; a retry with the same idempotency key then learns the outcome.
+    #[error("vote {vote_id} is still being queued")]
+    Pending { vote_id: VoteId },
     /// A dependency (queue, dedup store, catalog, human check) is down or slow.
     #[error("{what} unavailable")]
     Unavailable {
@@ -91,7 +96,7 @@ impl CastVoteError {
             CastVoteError::CaptchaRequired | CastVoteError::CaptchaFailed => RejectReason::CaptchaFailed,
             CastVoteError::AlreadyVoted { .. } => RejectReason::Duplicate,
             CastVoteError::Overloaded => RejectReason::Overloaded,
-            CastVoteError::Unavailable { .. } => RejectReason::Unavailable,
+            CastVoteError::Unavailable { .. } | CastVoteError::Pending { .. } => RejectReason::Unavailable,
         }
     }
 
@@ -117,18 +122,40 @@ pub struct MyVote {
     pub accepted_at: Timestamp,
 }
 
+/// How the claim step ended.
+enum Claimed {
+    /// A new claim: the vote goes on to the queue.
+    Fresh(Claim, VoteRecord),
+    /// A retry of an accepted vote (same idempotency key): its original receipt.
+    Replay(CastReceipt),
+}
+
 /// Cast-vote settings.
 #[derive(Debug, Clone, Copy)]
 pub struct CastConfig {
     /// How long a retry (same idempotency key) waits for the original
     /// attempt, still pending, to settle before answering 503.
     pub replay_wait: Duration,
+    /// Longest wait for one dedup call (claim, confirm, release); a Redis
+    /// that does not answer must not hold the request until its timeout.
+    pub dedup_timeout: Duration,
+    /// Longest a vote takes to be answered (keep it under the request
+    /// timeout): past it, a vote not yet handed to the queue is refused, one
+    /// handed over is answered VOTE_PENDING.
+    pub answer_within: Duration,
+    /// Longest wait for the queue's acknowledgement before answering: a vote
+    /// still buffered is taken back (503 UNAVAILABLE), one already being sent
+    /// is answered 503 VOTE_PENDING and settled in the background.
+    pub publish_timeout: Duration,
 }
 
 impl Default for CastConfig {
     fn default() -> Self {
         Self {
             replay_wait: Duration::from_secs(2),
+            dedup_timeout: Duration::from_millis(1500),
+            answer_within: Duration::from_secs(8),
+            publish_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -213,13 +240,60 @@ where
         result
     }
 
+    /// Steps 3-9 within `answer_within`: before the vote is handed to the
+    /// queue, running out of time refuses it (503, nothing queued); after,
+    /// the answer is 202 or, when the queue has not answered yet, VOTE_PENDING
+    /// (never a plain 503 for a vote that may be stored).
     async fn cast_inner(&self, cmd: CastVote) -> Result<CastReceipt, CastVoteError> {
+        let deadline = tokio::time::Instant::now() + self.inner.config.answer_within;
+        let (claim, record) = match tokio::time::timeout_at(deadline, self.claim_step(cmd)).await {
+            Ok(Ok(Claimed::Fresh(claim, record))) => (claim, record),
+            Ok(Ok(Claimed::Replay(receipt))) => return Ok(receipt),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                return Err(CastVoteError::Unavailable {
+                    what: "vote path",
+                    source: anyhow::anyhow!(
+                        "no claim within {} ms",
+                        self.inner.config.answer_within.as_millis()
+                    ),
+                });
+            }
+        };
+        // Steps 7-8 in their own task, so a vanished client cannot leave them
+        // half done. When the queue is slow to answer for a vote it may still
+        // take, the task says so at once and goes on to settle the claim.
+        let vote_id = claim.vote.vote_id;
+        let service = self.clone();
+        let (unsure_tx, unsure) = tokio::sync::oneshot::channel();
+        let mut tail = tokio::spawn(async move {
+            service
+                .publish_and_confirm(claim, record, deadline, unsure_tx)
+                .await
+        });
+        tokio::select! {
+            joined = &mut tail => match joined {
+                Ok(result) => result,
+                Err(join) => Err(CastVoteError::Unavailable {
+                    what: "vote task",
+                    source: anyhow::Error::new(join),
+                }),
+            },
+            Ok(()) = unsure => Err(CastVoteError::Pending { vote_id }),
+            () = tokio::time::sleep_until(deadline) => Err(CastVoteError::Pending { vote_id }),
+        }
+    }
+
+    /// Steps 3-6: the election, the rules, the human check and the claim.
+    async fn claim_step(&self, cmd: CastVote) -> Result<Claimed, CastVoteError> {
         let inner = &self.inner;
         // Step 3: the election.
-        let election = inner
-            .elections
-            .get(cmd.election_id)
+        let election = tokio::time::timeout(inner.config.dedup_timeout, inner.elections.get(cmd.election_id))
             .await
+            .map_err(|_| CastVoteError::Unavailable {
+                what: "election catalog",
+                source: anyhow::anyhow!("no answer within {} ms", inner.config.dedup_timeout.as_millis()),
+            })?
             .map_err(CastVoteError::catalog)?
             .ok_or(CastVoteError::ElectionNotFound(cmd.election_id))?;
         // Step 4: the rules.
@@ -255,15 +329,18 @@ where
         // Step 6: the claim. A retry of a pending attempt waits for it to settle.
         let deadline = tokio::time::Instant::now() + inner.config.replay_wait;
         loop {
-            match inner.dedup.claim(&claim).await.map_err(CastVoteError::dedup)? {
+            match bounded(inner.config.dedup_timeout, inner.dedup.claim(&claim))
+                .await
+                .map_err(CastVoteError::dedup)?
+            {
                 ClaimOutcome::Claimed => break,
                 ClaimOutcome::Held(existing) if existing.is_retry_of(cmd.idempotency_key.as_ref()) => {
                     if existing.state == ClaimState::Accepted {
-                        return Ok(CastReceipt {
+                        return Ok(Claimed::Replay(CastReceipt {
                             vote_id: existing.vote_id,
                             accepted_at: existing.accepted_at,
                             replayed: true,
-                        });
+                        }));
                     }
                     // The original is still being published: never answer 202 for it before the queue has.
                     if tokio::time::Instant::now() >= deadline {
@@ -285,28 +362,39 @@ where
             }
         }
         crash_point!("ingestion-after-claim");
-        // Steps 7-8 in their own task, so a vanished client cannot leave them half done.
-        let service = self.clone();
-        let tail = tokio::spawn(async move { service.publish_and_confirm(claim, record).await });
-        match tail.await {
-            Ok(result) => result,
-            Err(join) => Err(CastVoteError::Unavailable {
-                what: "vote task",
-                source: anyhow::Error::new(join),
-            }),
-        }
+        Ok(Claimed::Fresh(claim, record))
     }
 
     async fn publish_and_confirm(
         &self,
         claim: Claim,
         record: VoteRecord,
+        deadline: tokio::time::Instant,
+        unsure: tokio::sync::oneshot::Sender<()>,
     ) -> Result<CastReceipt, CastVoteError> {
         let inner = &self.inner;
         let vote_id = claim.vote.vote_id;
-        if let Err(e) = inner.batcher.publish(record).await {
+        // Leave time for the confirm before the request must be answered.
+        let left = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .saturating_sub(inner.config.dedup_timeout);
+        let limit = inner
+            .config
+            .publish_timeout
+            .min(left)
+            .max(Duration::from_millis(10));
+        let published = match inner.batcher.publish_within(record, limit).await {
+            Publishing::Done(result) => result,
+            Publishing::Sending(wait) => {
+                tracing::warn!(%vote_id, "the queue is slow to acknowledge; answering VOTE_PENDING and settling later");
+                // The request may already be gone; the claim is settled all the same.
+                unsure.send(()).ok();
+                wait.outcome().await
+            }
+        };
+        if let Err(e) = published {
             // Not acknowledged: give the claim back so the voter can try again.
-            match inner.dedup.release(&claim).await {
+            match bounded(inner.config.dedup_timeout, inner.dedup.release(&claim)).await {
                 Ok(_) => inner.metrics.record(MetricEvent::ClaimReleased),
                 Err(release_error) => {
                     tracing::warn!(%vote_id, error = %release_error, "could not release claim; it will expire");
@@ -322,6 +410,10 @@ where
                     what: "vote queue",
                     source: anyhow::Error::new(q),
                 },
+                e @ PublishError::TimedOut(_) => CastVoteError::Unavailable {
+                    what: "vote queue",
+                    source: anyhow::Error::new(e),
+                },
             });
         }
         crash_point!("ingestion-after-publish");
@@ -329,7 +421,7 @@ where
         // A missed confirm still answers 202: the vote is persisted all the
         // same and reconciliation shows it as surplus, never as loss.
         let election = claim.vote.election_id;
-        match inner.dedup.confirm(&claim).await {
+        match bounded(inner.config.dedup_timeout, inner.dedup.confirm(&claim)).await {
             Ok(ConfirmOutcome::Confirmed) => inner
                 .metrics
                 .record(MetricEvent::VotesAccepted { election, count: 1 }),
@@ -367,5 +459,20 @@ where
             vote_id: c.vote_id,
             accepted_at: c.accepted_at,
         }))
+    }
+}
+
+/// A dedup call bounded by `limit`; a call that does not answer in time is an
+/// unavailable store (the command may still run later: a claim then expires).
+async fn bounded<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, DedupError>>,
+) -> Result<T, DedupError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(DedupError::Unavailable(anyhow::anyhow!(
+            "no answer within {} ms",
+            limit.as_millis()
+        ))),
     }
 }

@@ -69,6 +69,9 @@ async fn harness_with(human: FakeHumanCheck, captcha: bool, publisher: Publisher
         metrics.clone(),
         CastConfig {
             replay_wait: Duration::from_millis(300),
+            dedup_timeout: Duration::from_millis(300),
+            answer_within: Duration::from_secs(2),
+            publish_timeout: Duration::from_millis(300),
         },
     );
     Harness {
@@ -402,4 +405,71 @@ async fn a_full_publisher_sheds_load_and_releases_the_claim() {
         .await
         .unwrap();
     assert!(claim.is_none(), "a shed vote leaves no claim behind");
+}
+
+#[tokio::test]
+async fn a_hung_queue_gets_vote_pending_for_a_vote_in_flight_and_unavailable_for_one_still_buffered() {
+    // One publish call at a time: the first vote is carried by a call that
+    // hangs; the second waits in the buffer behind it.
+    let h = harness_with(
+        FakeHumanCheck::AlwaysHuman,
+        false,
+        PublisherConfig {
+            max_in_flight: 1,
+            max_batch: 1,
+            ..PublisherConfig::default()
+        },
+    )
+    .await;
+    h.queue.set_hung(true);
+    let (first, second) = tokio::join!(h.service.cast(cast(&h, "v1", 0)), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        h.service.cast(cast(&h, "v2", 1)).await
+    });
+    let Err(CastVoteError::Pending { vote_id }) = first else {
+        panic!("the vote in flight must be pending, got {first:?}");
+    };
+    assert!(
+        matches!(
+            second,
+            Err(CastVoteError::Unavailable {
+                what: "vote queue",
+                ..
+            })
+        ),
+        "{second:?}"
+    );
+    // The buffered vote was taken back: its claim is gone, nothing of it will be queued.
+    assert_untouched(&h, "v2").await;
+    // The endpoint answers again: the pending vote is queued and its claim confirmed.
+    h.queue.set_hung(false);
+    let voter = VoterId::parse("v1").unwrap();
+    let mut state = None;
+    for _ in 0..100 {
+        state = h
+            .dedup
+            .lookup(h.election.id(), &voter)
+            .await
+            .unwrap()
+            .map(|c| c.state);
+        if state == Some(ClaimState::Accepted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(state, Some(ClaimState::Accepted));
+    let stats = h.queue.stats().await.unwrap();
+    assert_eq!(
+        stats.pending_messages(),
+        1,
+        "only the pending vote reached the queue"
+    );
+    let v2 = VoterId::parse("v2").unwrap();
+    assert!(h.dedup.lookup(h.election.id(), &v2).await.unwrap().is_none());
+    // A retry of the pending vote now learns it counts.
+    let again = h.service.cast(cast(&h, "v1", 0)).await;
+    assert!(
+        matches!(again, Err(CastVoteError::AlreadyVoted { vote_id: v, .. }) if v == vote_id),
+        "{again:?}"
+    );
 }

@@ -69,7 +69,7 @@ impl App {
         let prometheus = telemetry.prometheus.clone();
         let service = PersistService::new(
             queue.clone(),
-            PgVoteStore::new(pool.clone(), StoreConfig::default()),
+            crate::faults::store(PgVoteStore::new(pool.clone(), StoreConfig::default())),
             PgElections::new(pool.clone()),
             SystemClock,
             telemetry,

@@ -10,6 +10,18 @@
 //!   makes it visible again until it has been delivered `1 + hash(id) mod N`
 //!   times, so every message arrives between 1 and N times.
 
+/// The vote store as a fault build may weaken it: with
+/// `LIVEVOTE_FAULT_SERVER_COMMIT_MODE=1` commits follow the server's
+/// `synchronous_commit` (the negative control); every other build keeps it forced on.
+pub(crate) fn store(store: livevote_postgres::PgVoteStore) -> livevote_postgres::PgVoteStore {
+    #[cfg(feature = "failpoints")]
+    if std::env::var("LIVEVOTE_FAULT_SERVER_COMMIT_MODE").is_ok_and(|v| v == "1") {
+        tracing::warn!("fault build: commits follow the server's synchronous_commit (not forced on)");
+        return store.with_server_commit_mode();
+    }
+    store
+}
+
 /// Kills the process at once (no shutdown, no flush) when the point is armed.
 macro_rules! crash_point {
     ($name:literal) => {

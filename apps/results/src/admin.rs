@@ -56,6 +56,8 @@ pub struct AdminService<A, N, K> {
     store: A,
     announcer: N,
     clock: K,
+    /// How far after a "close now" the election's end is set ([`Election::close_with_grace`]).
+    close_grace: chrono::Duration,
 }
 
 impl<A, N, K> AdminService<A, N, K>
@@ -69,7 +71,15 @@ where
             store,
             announcer,
             clock,
+            close_grace: chrono::Duration::zero(),
         }
+    }
+
+    /// Sets the close grace: the longest an ingestion host may take to learn
+    /// of a close (its election cache age plus the clock skew it tolerates).
+    pub fn with_close_grace(mut self, grace: std::time::Duration) -> Self {
+        self.close_grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::zero());
+        self
     }
 
     /// Creates an election in DRAFT with its candidates.
@@ -161,9 +171,14 @@ where
             // The domain refuses DRAFT as a target; let it say so.
             ElectionStatus::Draft => (AdminAction::Edited, ChangeKind::Edited),
         };
+        let grace = self.close_grace;
         self.change(actor, id, action, kind, |e, now| {
             let from = e.effective_status(now);
-            e.transition(to, now).map(|()| format!("{from} -> {to}"))
+            let moved = match to {
+                ElectionStatus::Closed => e.close_with_grace(now, grace),
+                _ => e.transition(to, now),
+            };
+            moved.map(|()| format!("{from} -> {to}"))
         })
         .await
     }

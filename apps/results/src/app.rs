@@ -97,7 +97,8 @@ impl App {
             queue.clone(),
             SystemClock,
         ));
-        let admin = Arc::new(AdminService::new(elections, catalog, SystemClock));
+        let admin =
+            Arc::new(AdminService::new(elections, catalog, SystemClock).with_close_grace(config.close_grace));
 
         let source: Source = {
             let reads = reads.clone();

@@ -78,6 +78,12 @@ pub struct Config {
     /// (`livevote_reconciliation_*`, queue age, dead letters), seconds; 0: never.
     #[arg(long, env = "LIVEVOTE_RESULTS_RECONCILE_SECS", default_value = "15", value_parser = seconds)]
     pub reconcile_every: Duration,
+    /// How long after a "close now" the election's end is set, ms: the longest an
+    /// ingestion host may go on accepting before it hears of the close (its election
+    /// cache age, at most 1 s, plus the clock skew it tolerates, 1 s). Votes accepted
+    /// in that time are stamped before the end and count; none is stamped after it.
+    #[arg(long, env = "LIVEVOTE_CLOSE_GRACE_MS", default_value = "2000", value_parser = millis)]
+    pub close_grace: Duration,
     /// Most open result streams (Server-Sent Events) per instance; beyond: 503.
     #[arg(long, env = "LIVEVOTE_RESULTS_MAX_STREAMS", default_value_t = 10_000)]
     pub max_streams: usize,

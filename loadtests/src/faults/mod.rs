@@ -25,9 +25,9 @@ use servers::{Postgres, Redis, Sqs, free_port};
     about = "Fault suite: crashes, outages, redelivery and skew while votes come in; nothing accepted may be lost"
 )]
 pub struct Cli {
-    /// Run only the cases whose name contains this.
+    /// Run only the cases whose name contains this (repeat the flag for several).
     #[arg(long)]
-    pub only: Option<String>,
+    pub only: Vec<String>,
     /// The livevote binaries; the services must be built with the `failpoints` feature.
     #[arg(long, env = "LIVEVOTE_BIN_DIR")]
     pub bin_dir: PathBuf,
@@ -222,6 +222,7 @@ impl Stack {
     pub async fn livevote(&self, h: &Harness, args: &[&str], extra: &[(&str, &str)]) -> anyhow::Result<()> {
         let log = self.dir.join("livevote.log");
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let start = out.metadata()?.len() as usize;
         let status = self
             .command(&h.livevote("livevote"))
             .args(args)
@@ -233,13 +234,14 @@ impl Stack {
             .await
             .context("running livevote")?;
         if !status.success() {
+            // The error line of this run (`livevote: ...`), not the service log it quotes.
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(8).collect();
-            bail!(
-                "livevote {} failed: {}",
-                args.join(" "),
-                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-            );
+            let ours = text.get(start..).unwrap_or("");
+            let error = ours
+                .lines()
+                .find(|l| l.starts_with("livevote:") || l.starts_with("Error"))
+                .unwrap_or_else(|| ours.lines().last().unwrap_or(""));
+            bail!("livevote {} failed: {error}", args.join(" "));
         }
         Ok(())
     }
@@ -247,24 +249,26 @@ impl Stack {
     /// `livevote stack up`: starts whatever of the stack is not running; the
     /// processes it starts get `extra` in their environment (failpoints, skew).
     pub async fn up(&self, h: &Harness, extra: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.up_with(h, extra, &[]).await
+    }
+
+    /// [`Stack::up`] with more `livevote stack up` flags.
+    pub async fn up_with(&self, h: &Harness, extra: &[(&str, &str)], flags: &[&str]) -> anyhow::Result<()> {
         let [ingestion, processor, results, issuer] = self.ports.map(|p| p.to_string());
-        self.livevote(
-            h,
-            &[
-                "stack",
-                "up",
-                "--ingestion-port",
-                &ingestion,
-                "--processor-port",
-                &processor,
-                "--results-port",
-                &results,
-                "--issuer-port",
-                &issuer,
-            ],
-            extra,
-        )
-        .await
+        let mut args = vec![
+            "stack",
+            "up",
+            "--ingestion-port",
+            &ingestion,
+            "--processor-port",
+            &processor,
+            "--results-port",
+            &results,
+            "--issuer-port",
+            &issuer,
+        ];
+        args.extend_from_slice(flags);
+        self.livevote(h, &args, extra).await
     }
 
     pub async fn down(&self, h: &Harness) -> anyhow::Result<()> {
@@ -415,7 +419,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let mut rows = Vec::new();
     for (case, expected) in cases::ALL {
-        if cli.only.as_deref().is_some_and(|only| !case.contains(only)) {
+        if !cli.only.is_empty() && !cli.only.iter().any(|only| case.contains(only.as_str())) {
             continue;
         }
         eprintln!("faults: {case} ...");

@@ -178,7 +178,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                     live.accepted.fetch_add(1, Ordering::Relaxed);
                     lock(&ledger).push((id, attempt.voter, attempt.candidate));
                 }
-                (Outcome::Unanswered, _) if matches!(attempt.kind, Kind::First | Kind::Repeat) => {
+                // No answer, or "the queue has not answered yet": the server may have taken it.
+                (Outcome::Unanswered, _) | (Outcome::Refused { status: 503, .. }, _)
+                    if matches!(attempt.kind, Kind::First | Kind::Repeat) && outcome.outcome_unknown() =>
+                {
                     lock(&unanswered).push(attempt.voter);
                 }
                 (Outcome::Refused { code, .. }, _)

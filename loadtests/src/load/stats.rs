@@ -77,6 +77,16 @@ impl Outcome {
         }
     }
 
+    /// Whether the client cannot tell if the vote was taken: no answer, or
+    /// 503 VOTE_PENDING (the queue had not answered for it yet).
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            Outcome::Unanswered => true,
+            Outcome::Refused { status, code } => *status == 503 && code == "VOTE_PENDING",
+            Outcome::Accepted => false,
+        }
+    }
+
     pub fn is_shed(&self) -> bool {
         matches!(
             self,

@@ -51,6 +51,12 @@ pub enum ApiError {
         retry_after: Duration,
         cause: String,
     },
+    /// The queue has not answered for a vote it may still take: neither
+    /// accepted nor refused yet. A retry with the same Idempotency-Key, or
+    /// GET /api/v1/elections/{id}/my-vote, tells the outcome.
+    VotePending {
+        vote_id: VoteId,
+    },
     NotFound,
     MethodNotAllowed,
 }
@@ -84,7 +90,7 @@ impl ApiError {
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::VotePending { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
@@ -105,6 +111,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Unavailable { .. } => "UNAVAILABLE",
+            ApiError::VotePending { .. } => "VOTE_PENDING",
             ApiError::NotFound => "NOT_FOUND",
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
         }
@@ -128,6 +135,9 @@ impl ApiError {
             }
             ApiError::RateLimited { .. } => "too many requests; retry later".into(),
             ApiError::Unavailable { message, .. } => (*message).into(),
+            ApiError::VotePending { .. } => "the queue has not yet confirmed this vote; retry with the same \
+                                            Idempotency-Key (or check your vote) to learn whether it counts"
+                .into(),
             ApiError::NotFound => "no such resource".into(),
             ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
         }
@@ -141,6 +151,7 @@ impl ApiError {
                 "acceptedAt": livevote_http::rfc3339(accepted_at),
             })),
             ApiError::PayloadTooLarge { limit } => Some(serde_json::json!({ "limitBytes": limit })),
+            ApiError::VotePending { vote_id } => Some(serde_json::json!({ "voteId": vote_id.to_string() })),
             _ => None,
         }
     }
@@ -150,6 +161,7 @@ impl ApiError {
             ApiError::RateLimited { retry_after } | ApiError::Unavailable { retry_after, .. } => {
                 Some(*retry_after)
             }
+            ApiError::VotePending { .. } => Some(Duration::from_secs(2)),
             _ => None,
         }
     }
@@ -190,6 +202,7 @@ impl From<CastVoteError> for ApiError {
                 retry_after: Duration::from_secs(1),
                 cause: "vote buffer full (load shedding)".into(),
             },
+            CastVoteError::Pending { vote_id } => ApiError::VotePending { vote_id },
             CastVoteError::Unavailable { what, source } => ApiError::Unavailable {
                 message: "the vote could not be taken right now; retry shortly",
                 retry_after: Duration::from_secs(2),

@@ -32,6 +32,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::clockguard::ClockGuard;
 use crate::ratelimit::RateLimits;
 use crate::service::{CastReceipt, CastVote, CastVoteError, CastVoteService, MyVote};
 use error::ApiError;
@@ -68,6 +69,48 @@ where
         voter: VoterId,
     ) -> BoxFuture<'_, Result<Option<MyVote>, CastVoteError>> {
         Box::pin(async move { CastVoteService::my_vote(self, election, &voter).await })
+    }
+}
+
+/// Votes go through only while the host's clock is trusted
+/// ([`ClockGuard`]); otherwise 503, nothing claimed.
+pub struct ClockChecked<V> {
+    pub voting: V,
+    pub guard: Arc<ClockGuard>,
+    pub metrics: Arc<dyn Metrics>,
+}
+
+impl<V> std::fmt::Debug for ClockChecked<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClockChecked")
+            .field("guard", &self.guard)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: Voting> Voting for ClockChecked<V> {
+    fn cast(&self, cmd: CastVote) -> BoxFuture<'_, Result<CastReceipt, CastVoteError>> {
+        if !self.guard.trusted() {
+            self.metrics.record(livevote_ports::MetricEvent::VoteRejected {
+                reason: livevote_ports::RejectReason::Unavailable,
+            });
+            let offset = self.guard.offset_ms();
+            return Box::pin(async move {
+                Err(CastVoteError::Unavailable {
+                    what: "host clock",
+                    source: anyhow::anyhow!("this host's clock is {offset} ms off the reference"),
+                })
+            });
+        }
+        self.voting.cast(cmd)
+    }
+
+    fn my_vote(
+        &self,
+        election: ElectionId,
+        voter: VoterId,
+    ) -> BoxFuture<'_, Result<Option<MyVote>, CastVoteError>> {
+        self.voting.my_vote(election, voter)
     }
 }
 

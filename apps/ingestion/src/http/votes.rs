@@ -233,7 +233,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody),
         (status = 422, description = "CANDIDATE_NOT_FOUND", body = ErrorBody),
         (status = 429, description = "RATE_LIMITED, with Retry-After", body = ErrorBody),
-        (status = 503, description = "UNAVAILABLE (queue or Redis down, overload), with Retry-After", body = ErrorBody),
+        (status = 503, description = "UNAVAILABLE (queue or Redis down, overload, host clock off), or VOTE_PENDING (the queue has not yet answered for this vote: retry with the same Idempotency-Key to learn its outcome); with Retry-After", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
