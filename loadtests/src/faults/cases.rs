@@ -170,7 +170,7 @@ pub async fn run(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
 async fn crash(h: &mut Harness, case: &str, service: &str, failpoint: &str) -> anyhow::Result<Observed> {
     let service = service.to_owned();
     in_stack(h, case, (30, 5), &[("FAILPOINTS", failpoint)], async |h, s| {
-        let load = s.start_load(h, h.duration_secs, &[])?;
+        let load = s.start_load(h, h.duration_secs, &[]).await?;
         let started = Instant::now();
         let died = s.wait_exit(&service, secs(h.duration_secs)).await?;
         let at = started.elapsed().as_secs_f64();
@@ -196,7 +196,7 @@ async fn crash(h: &mut Harness, case: &str, service: &str, failpoint: &str) -> a
 async fn sigkill(h: &mut Harness, case: &str, service: &str) -> anyhow::Result<Observed> {
     let service = service.to_owned();
     in_stack(h, case, (30, 5), &[], async |h, s| {
-        let load = s.start_load(h, h.duration_secs + 5.0, &[])?;
+        let load = s.start_load(h, h.duration_secs + 5.0, &[]).await?;
         let started = Instant::now();
         let mut moments = Vec::new();
         for _ in 0..3 {
@@ -217,7 +217,7 @@ async fn sigkill(h: &mut Harness, case: &str, service: &str) -> anyhow::Result<O
 
 async fn sigstop_processor(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
     in_stack(h, case, (10, 5), &[], async |h, s| {
-        let load = s.start_load(h, h.duration_secs + 10.0, &[])?;
+        let load = s.start_load(h, h.duration_secs + 10.0, &[]).await?;
         tokio::time::sleep(secs(3.0)).await;
         s.signal("processor", "STOP")?;
         tokio::time::sleep(secs(15.0)).await;
@@ -234,7 +234,7 @@ async fn sigstop_processor(h: &mut Harness, case: &str) -> anyhow::Result<Observ
 
 async fn postgres_stopped(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
     in_stack(h, case, (30, 5), &[], async |h, s| {
-        let load = s.start_load(h, h.duration_secs + 20.0, &[])?;
+        let load = s.start_load(h, h.duration_secs + 20.0, &[]).await?;
         tokio::time::sleep(secs(3.0)).await;
         h.pg.stop()?;
         let accepted_before = metric(&s.ingestion_url, "livevote_votes_accepted_total").await;
@@ -256,7 +256,7 @@ async fn postgres_stopped(h: &mut Harness, case: &str) -> anyhow::Result<Observe
 
 async fn redis_stopped(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
     in_stack(h, case, (30, 5), &[], async |h, s| {
-        let load = s.start_load(h, h.duration_secs + 5.0, &[])?;
+        let load = s.start_load(h, h.duration_secs + 5.0, &[]).await?;
         tokio::time::sleep(secs(3.0)).await;
         h.redis.stop(true)?;
         tokio::time::sleep(secs(10.0)).await;
@@ -274,7 +274,9 @@ async fn redis_stopped(h: &mut Harness, case: &str) -> anyhow::Result<Observed> 
 async fn redis_emptied(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
     in_stack(h, case, (30, 5), &[], async |h, s| {
         // Many second attempts, so some meet the viewer's lost claim.
-        let load = s.start_load(h, h.duration_secs, &["--repeat-percent", "30"])?;
+        let load = s
+            .start_load(h, h.duration_secs, &["--repeat-percent", "30"])
+            .await?;
         tokio::time::sleep(secs(h.duration_secs / 2.0)).await;
         h.redis.stop(false)?;
         h.redis.start()?;
@@ -302,7 +304,7 @@ async fn redis_emptied(h: &mut Harness, case: &str) -> anyhow::Result<Observed> 
 
 async fn sqs_unreachable(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
     in_stack(h, case, (30, 5), &[], async |h, s| {
-        let load = s.start_load(h, h.duration_secs + 20.0, &[])?;
+        let load = s.start_load(h, h.duration_secs + 20.0, &[]).await?;
         tokio::time::sleep(secs(3.0)).await;
         let pid = h.sqs.pid()?;
         super::servers::signal(pid, "STOP", false)?;
@@ -320,7 +322,7 @@ async fn sqs_unreachable(h: &mut Harness, case: &str) -> anyhow::Result<Observed
 
 async fn poison(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
     in_stack(h, case, (2, 3), &[], async |h, s| {
-        let load = s.start_load(h, h.duration_secs, &[])?;
+        let load = s.start_load(h, h.duration_secs, &[]).await?;
         tokio::time::sleep(secs(2.0)).await;
         let unknown = uuid::Uuid::new_v4();
         let bodies = [
@@ -375,7 +377,7 @@ async fn redelivered(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
         (30, 25),
         &[("FAILPOINTS", "processor-redeliver=return(20)")],
         async |h, s| {
-            let load = s.start_load(h, h.duration_secs, &[])?;
+            let load = s.start_load(h, h.duration_secs, &[]).await?;
             let out = s.finish_load(load).await?;
             let copies = out.report["reconciliation"]["duplicatesDropped"]
                 .as_u64()
@@ -394,7 +396,7 @@ async fn redelivered(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
 /// stamping them wrongly, and is restarted right again.
 async fn skew(h: &mut Harness, case: &str, offset: &str) -> anyhow::Result<Observed> {
     in_stack(h, case, (30, 5), &[], async |h, s| {
-        let load = s.start_load(h, h.duration_secs, &[])?;
+        let load = s.start_load(h, h.duration_secs, &[]).await?;
         tokio::time::sleep(secs(3.0)).await;
         s.signal("ingestion", "TERM")?;
         s.wait_exit("ingestion", secs(30.0)).await?;
@@ -438,7 +440,7 @@ async fn close_boundary(h: &mut Harness, case: &str) -> anyhow::Result<Observed>
     in_stack(h, case, (30, 5), &[], async |h, s| {
         let rate = h.rate;
         h.rate = 600.0;
-        let load = s.start_load(h, 6.0, &["--close-after-secs", "4"]);
+        let load = s.start_load(h, 6.0, &["--close-after-secs", "4"]).await;
         h.rate = rate;
         let out = s.finish_load(load?).await?;
         let closed = out.answered("409 ELECTION_CLOSED");
@@ -480,7 +482,7 @@ fn viewer_claims(issuer: &livevote_auth0::DevIssuer, sub: &str) -> Value {
 
 async fn jwks_down(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
     in_stack(h, case, (30, 5), &[], async |h, s| {
-        let load = s.start_load(h, h.duration_secs, &[])?;
+        let load = s.start_load(h, h.duration_secs, &[]).await?;
         tokio::time::sleep(secs(3.0)).await;
         s.signal("issuer", "KILL")?;
         tokio::time::sleep(secs(2.0)).await;
@@ -532,7 +534,7 @@ async fn captcha(h: &mut Harness, case: &str, slow: bool) -> anyhow::Result<Obse
         ("LIVEVOTE_TURNSTILE_TIMEOUT_MS", "1000"),
     ];
     let result = in_stack(h, case, (30, 5), &env, async |h, s| {
-        let load = s.start_load(h, h.duration_secs, &[])?;
+        let load = s.start_load(h, h.duration_secs, &[]).await?;
         let api = api_for(s)?;
         let now = chrono::Utc::now();
         let created = api
@@ -733,7 +735,7 @@ async fn negative_async_commit(h: &mut Harness, case: &str) -> anyhow::Result<Ob
         // woken rarely and the last commits sit unwritten in shared memory.
         let rate = h.rate;
         h.rate = 30.0;
-        let load = s.start_load(h, 20.0, &[]);
+        let load = s.start_load(h, 20.0, &[]).await;
         h.rate = rate;
         let load = load?;
         for _ in 0..3 {
@@ -759,7 +761,7 @@ async fn negative_async_commit(h: &mut Harness, case: &str) -> anyhow::Result<Ob
 /// queued (the processor is frozen) and started again empty.
 async fn negative_queue_lost(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
     in_stack(h, case, (30, 5), &[], async |h, s| {
-        let load = s.start_load(h, h.duration_secs, &[])?;
+        let load = s.start_load(h, h.duration_secs, &[]).await?;
         tokio::time::sleep(secs(3.0)).await;
         s.signal("processor", "STOP")?;
         tokio::time::sleep(secs(4.0)).await;

@@ -306,13 +306,44 @@ impl Stack {
         self.issuer_port
     }
 
-    /// Starts `livevote-load run` at the suite's rate for `secs` (extra flags appended).
-    pub fn start_load(
+    /// Starts `livevote-load run` at the suite's rate for `secs` (extra flags
+    /// appended) and returns once its votes start (tokens signed, election
+    /// open), so the cases' fault timelines count from the first vote.
+    pub async fn start_load(
         &self,
         h: &Harness,
         secs: f64,
         extra: &[&str],
     ) -> anyhow::Result<tokio::process::Child> {
+        let mut child = self.spawn_load(h, secs, extra)?;
+        let log = self.dir.join("load.log");
+        let started = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text
+                .lines()
+                .any(|l| l.starts_with("election ") && l.contains(" open;"))
+            {
+                return Ok(child);
+            }
+            if let Some(status) = child.try_wait()? {
+                let tail: Vec<&str> = text.lines().rev().take(4).collect();
+                bail!(
+                    "livevote-load ended ({status}) before voting began: {}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                );
+            }
+            if started.elapsed() > Duration::from_secs(180) {
+                bail!(
+                    "livevote-load did not start voting within 180 s; see {}",
+                    log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn spawn_load(&self, h: &Harness, secs: f64, extra: &[&str]) -> anyhow::Result<tokio::process::Child> {
         let reports = self.dir.join("reports");
         std::fs::create_dir_all(&reports)?;
         let log = std::fs::File::create(self.dir.join("load.log"))?;
