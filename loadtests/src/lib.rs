@@ -8,6 +8,7 @@
 pub mod faults;
 pub mod hostile;
 pub mod load;
+pub mod table;
 
 use std::process::ExitCode;
 

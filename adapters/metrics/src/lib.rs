@@ -4,6 +4,7 @@
 //! are summed and published to CloudWatch in the background.
 
 pub mod cloudwatch;
+pub mod faults;
 pub mod process;
 mod prometheus;
 

@@ -1,9 +1,6 @@
 //! Fault injection for the fault suite (`scripts/faults.sh`), compiled in
-//! only with the `failpoints` feature; without it [`crash_point!`] expands
-//! to nothing and no fault can be armed.
-//!
-//! Armed through the `FAILPOINTS` variable (the `fail` crate's syntax), e.g.
-//! `FAILPOINTS='processor-after-commit=10*off->return'`. Points:
+//! only with the `failpoints` feature (see `livevote_metrics::faults`).
+//! Points of the processor:
 //! - `processor-after-receive`: a batch is received, nothing committed;
 //! - `processor-after-commit`: committed, no message deleted;
 //! - `processor-redeliver=return(N)`: instead of deleting a committed message,
@@ -22,28 +19,7 @@ pub(crate) fn store(store: livevote_postgres::PgVoteStore) -> livevote_postgres:
     store
 }
 
-/// Kills the process at once (no shutdown, no flush) when the point is armed.
-macro_rules! crash_point {
-    ($name:literal) => {
-        #[cfg(feature = "failpoints")]
-        $crate::faults::crash_if_armed($name);
-    };
-}
-pub(crate) use crash_point;
-
-#[cfg(feature = "failpoints")]
-pub(crate) fn crash_if_armed(name: &str) {
-    if fail::eval(name, |_| ()).is_some() {
-        eprintln!("failpoint {name} fired: aborting the process");
-        std::process::abort();
-    }
-}
-
-/// Arms the points named in `FAILPOINTS` for the life of the returned guard.
-#[cfg(feature = "failpoints")]
-pub fn arm_from_env() -> fail::FailScenario<'static> {
-    fail::FailScenario::setup()
-}
+pub(crate) use livevote_metrics::crash_point;
 
 /// With `processor-redeliver` armed: splits committed messages into those to
 /// delete now and those to hand back for another delivery, from each

@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
     }
     config.logging.init();
     #[cfg(feature = "failpoints")]
-    let _failpoints = livevote_processor::faults::arm_from_env();
+    let _failpoints = livevote_metrics::faults::arm_from_env();
     if config.migrate {
         return migrate(&config).await;
     }

@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::Value;
 
+use crate::table::Row;
 use servers::{Postgres, Redis, Sqs, free_port};
 
 #[derive(Debug, Parser)]
@@ -46,15 +47,6 @@ pub struct Cli {
     /// Seconds of voting of each case's load (cases with a 30 s outage add to it).
     #[arg(long, default_value_t = 20.0)]
     pub duration_secs: f64,
-}
-
-/// One row of the table.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub case: &'static str,
-    pub expected: &'static str,
-    pub observed: String,
-    pub passed: bool,
 }
 
 /// The suite's servers and settings, shared by the cases.
@@ -402,24 +394,6 @@ impl Stack {
     }
 }
 
-fn print_table(rows: &[Row]) {
-    let width = rows.iter().map(|r| r.case.len()).max().unwrap_or(4).max(4);
-    let ewidth = rows.iter().map(|r| r.expected.len()).max().unwrap_or(8).max(8);
-    println!(
-        "{:<width$}  {:<ewidth$}  {:<4}  observed",
-        "case", "expected", "pass"
-    );
-    for r in rows {
-        println!(
-            "{:<width$}  {:<ewidth$}  {:<4}  {}",
-            r.case,
-            r.expected,
-            if r.passed { "ok" } else { "FAIL" },
-            r.observed
-        );
-    }
-}
-
 pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     let work = cli
         .work_dir
@@ -465,20 +439,14 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
             started.elapsed().as_secs_f64()
         );
         rows.push(Row {
-            case,
-            expected,
+            case: (*case).to_owned(),
+            expected: (*expected).to_owned(),
             observed,
             passed,
         });
     }
     println!();
-    print_table(&rows);
-    let failed = rows.iter().filter(|r| !r.passed).count();
-    println!(
-        "\n{} cases, {} passed, {failed} failed",
-        rows.len(),
-        rows.len() - failed
-    );
+    let failed = crate::table::print(&rows);
     drop(h);
     if failed == 0 && !rows.is_empty() {
         std::fs::remove_dir_all(&work).ok();

@@ -17,6 +17,7 @@ use livevote_ports::{LiveTallies, VoteDedup};
 use livevote_redis::RedisStore;
 
 use crate::load::Target;
+use crate::table::Row;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,15 +31,6 @@ pub struct Cli {
     pub only: Option<String>,
     #[command(flatten)]
     pub target: Target,
-}
-
-/// One row of the table.
-#[derive(Debug, Clone)]
-pub struct Row {
-    pub case: String,
-    pub expected: String,
-    pub observed: String,
-    pub passed: bool,
 }
 
 /// What the cases share: where to send, how to sign, what must stay untouched.
@@ -214,35 +206,8 @@ pub async fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     suite.published_before = suite.counter("livevote_published_votes_total").await?;
     cases::run_all(&mut suite, cli.only.as_deref()).await?;
 
-    let width = suite.rows.iter().map(|r| r.case.len()).max().unwrap_or(4).max(4);
-    let ewidth = suite
-        .rows
-        .iter()
-        .map(|r| r.expected.len())
-        .max()
-        .unwrap_or(8)
-        .max(8);
-    println!(
-        "{:<width$}  {:<ewidth$}  {:<4}  observed",
-        "case", "expected", "pass"
-    );
-    for r in &suite.rows {
-        println!(
-            "{:<width$}  {:<ewidth$}  {:<4}  {}",
-            r.case,
-            r.expected,
-            if r.passed { "ok" } else { "FAIL" },
-            r.observed
-        );
-    }
-    let failed = suite.rows.iter().filter(|r| !r.passed).count();
-    println!(
-        "\n{} cases, {} passed, {failed} failed (election {}, closed {})",
-        suite.rows.len(),
-        suite.rows.len() - failed,
-        suite.open.0,
-        suite.closed.0
-    );
+    let failed = crate::table::print(&suite.rows);
+    println!("(election {}, closed {})", suite.open.0, suite.closed.0);
     suite.redis.close().await;
     Ok(if failed == 0 && !suite.rows.is_empty() {
         ExitCode::SUCCESS
