@@ -139,6 +139,9 @@ pub struct CastConfig {
     /// Longest wait for one dedup call (claim, confirm, release); a Redis
     /// that does not answer must not hold the request until its timeout.
     pub dedup_timeout: Duration,
+    /// How long a confirm that failed after the queue took the vote is
+    /// retried in the background (keep it under the pending claim's life, 30 s).
+    pub confirm_retry_for: Duration,
     /// Longest a vote takes to be answered (keep it under the request
     /// timeout): past it, a vote not yet handed to the queue is refused, one
     /// handed over is answered VOTE_PENDING.
@@ -155,6 +158,7 @@ impl Default for CastConfig {
             replay_wait: Duration::from_secs(2),
             dedup_timeout: Duration::from_millis(1500),
             answer_within: Duration::from_secs(8),
+            confirm_retry_for: Duration::from_secs(25),
             publish_timeout: Duration::from_secs(5),
         }
     }
@@ -427,8 +431,12 @@ where
                 .record(MetricEvent::VotesAccepted { election, count: 1 }),
             Ok(ConfirmOutcome::NotHeld) => inner.metrics.record(MetricEvent::ConfirmMissed),
             Err(e) => {
-                tracing::warn!(%vote_id, error = %e, "confirm failed after the queue acknowledged the vote");
-                inner.metrics.record(MetricEvent::ConfirmMissed);
+                // The vote is queued and answered 202 all the same; the confirm is
+                // retried in the background while the pending claim lives, so a
+                // Redis that comes back soon still gets the claim and the live tally right.
+                tracing::warn!(%vote_id, error = %e, "confirm failed after the queue acknowledged the vote; retrying");
+                let (service, claim) = (self.clone(), claim.clone());
+                tokio::spawn(async move { service.confirm_later(claim).await });
             }
         }
         crash_point!("ingestion-after-confirm");
@@ -437,6 +445,32 @@ where
             accepted_at: claim.vote.accepted_at,
             replayed: false,
         })
+    }
+
+    /// Retries a failed confirm every 500 ms for `confirm_retry_for` (less
+    /// than the pending claim's life); a confirm that never lands is a missed
+    /// confirm: the vote counts once stored, and reconciliation shows the
+    /// live tally's shortfall as a surplus, never as a loss.
+    async fn confirm_later(&self, claim: Claim) {
+        let inner = &self.inner;
+        let election = claim.vote.election_id;
+        let give_up = tokio::time::Instant::now() + inner.config.confirm_retry_for;
+        while tokio::time::Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            match bounded(inner.config.dedup_timeout, inner.dedup.confirm(&claim)).await {
+                Ok(ConfirmOutcome::Confirmed) => {
+                    tracing::info!(vote_id = %claim.vote.vote_id, "confirm landed on retry");
+                    inner
+                        .metrics
+                        .record(MetricEvent::VotesAccepted { election, count: 1 });
+                    return;
+                }
+                Ok(ConfirmOutcome::NotHeld) => break,
+                Err(_) => {}
+            }
+        }
+        tracing::warn!(vote_id = %claim.vote.vote_id, "confirm missed: the live tally stays short of this stored vote");
+        inner.metrics.record(MetricEvent::ConfirmMissed);
     }
 
     /// The caller's accepted vote in an election, if any. A pending claim is

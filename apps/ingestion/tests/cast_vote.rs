@@ -71,6 +71,7 @@ async fn harness_with(human: FakeHumanCheck, captcha: bool, publisher: Publisher
             replay_wait: Duration::from_millis(300),
             dedup_timeout: Duration::from_millis(300),
             answer_within: Duration::from_secs(2),
+            confirm_retry_for: Duration::from_secs(2),
             publish_timeout: Duration::from_millis(300),
         },
     );
@@ -471,5 +472,42 @@ async fn a_hung_queue_gets_vote_pending_for_a_vote_in_flight_and_unavailable_for
     assert!(
         matches!(again, Err(CastVoteError::AlreadyVoted { vote_id: v, .. }) if v == vote_id),
         "{again:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_confirm_that_fails_after_the_queue_took_the_vote_is_answered_202_and_retried_until_it_lands() {
+    let h = harness(FakeHumanCheck::AlwaysHuman, false).await;
+    // Redis goes away between the claim and the confirm: hold the publish, then take Redis down.
+    h.queue.set_hung(true);
+    let vote = h.service.cast(cast(&h, "v", 1));
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        h.dedup.set_available(false);
+        h.queue.set_hung(false);
+    };
+    let (receipt, ()) = tokio::join!(vote, outage);
+    let receipt = receipt.expect("queued votes are answered 202 even when the confirm fails");
+    let voter = VoterId::parse("v").unwrap();
+    h.dedup.set_available(true);
+    let mut state = None;
+    for _ in 0..100 {
+        state = h.dedup.lookup(h.election.id(), &voter).await.unwrap();
+        if state.as_ref().is_some_and(|c| c.state == ClaimState::Accepted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let claim = state.expect("the claim is still there");
+    assert_eq!(
+        (claim.state, claim.vote_id),
+        (ClaimState::Accepted, receipt.vote_id)
+    );
+    assert!(
+        h.metrics
+            .events()
+            .iter()
+            .any(|e| matches!(e, MetricEvent::VotesAccepted { count: 1, .. })),
+        "the late confirm counts the vote in the live tally's metric"
     );
 }
