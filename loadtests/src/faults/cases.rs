@@ -264,7 +264,11 @@ async fn redis_stopped(h: &mut Harness, case: &str) -> anyhow::Result<Observed> 
         let out = s.finish_load(load).await?;
         let shed = out.answered("503");
         Ok((
-            format!("{shed} answered 503 while Redis was down; {}", out.summary()),
+            format!(
+                "{shed} answered 503 while Redis was down ({} of them VOTE_PENDING); {}",
+                out.answered("503 VOTE_PENDING"),
+                out.summary()
+            ),
             out.clean() && shed > 0,
         ))
     })
@@ -313,7 +317,11 @@ async fn sqs_unreachable(h: &mut Harness, case: &str) -> anyhow::Result<Observed
         let out = s.finish_load(load).await?;
         let shed = out.answered("503");
         Ok((
-            format!("{shed} answered 503 while the endpoint hung; {}", out.summary()),
+            format!(
+                "{shed} answered 503 while the endpoint hung ({} of them VOTE_PENDING); {}",
+                out.answered("503 VOTE_PENDING"),
+                out.summary()
+            ),
             out.clean() && shed > 0,
         ))
     })
