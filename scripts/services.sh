@@ -7,6 +7,8 @@
 #   chromium  Debian's headless browser for the page tests (installed, not started)
 #   promtool  the Prometheus rule checker for the alert tests (Debian's prometheus
 #             package; installed, not started)
+#   schemathesis  the contract fuzzer (PyPI schemathesis, pinned, in a venv; installed,
+#             not started); `scripts/services.sh --print-schemathesis` prints its path
 # Local development and CI only: a freshly installed PostgreSQL is set to
 # trust connections from 127.0.0.1.
 set -euo pipefail
@@ -71,6 +73,7 @@ state_dir() { local d="${LIVEVOTE_STATE_DIR:-$HOME/.cache/livevote}"; mkdir -p "
 SQS_LOCAL_PORT=4566
 MOTO_PORT=4567
 MOTO_VERSION=5.2.5
+SCHEMATHESIS_VERSION=4.32.5
 
 ensure_sqs_local() {
   port_open "$SQS_LOCAL_PORT" && return 0
@@ -104,6 +107,22 @@ ensure_moto() {
   wait_port "$MOTO_PORT" moto_server
 }
 
+schemathesis_bin() { echo "$(state_dir)/schemathesis-venv/bin/st"; }
+
+ensure_schemathesis() {
+  # Not a server: scripts/schemathesis.sh fuzzes both contracts with it.
+  local venv
+  venv="$(state_dir)/schemathesis-venv"
+  if [ -x "$venv/bin/st" ] && "$venv/bin/pip" show schemathesis 2>/dev/null | grep -qx "Version: $SCHEMATHESIS_VERSION"; then
+    return 0
+  fi
+  command -v python3 >/dev/null || apt_install python3
+  python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+  log "installing schemathesis==$SCHEMATHESIS_VERSION into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+}
+
 ensure_chromium() {
   # Not a server: the browser the page tests load the on-air and audit pages in.
   command -v chromium >/dev/null && return 0
@@ -120,6 +139,8 @@ ensure_promtool() {
 
 for service in "$@"; do
   case "$service" in
+    --print-schemathesis) schemathesis_bin ;;
+    schemathesis) ensure_schemathesis ;;
     postgres) ensure_postgres ;;
     redis) ensure_redis ;;
     sqs) ensure_sqs_local ;;

@@ -29,7 +29,7 @@ echo "== dependency rules"
 bash scripts/check-deps.sh
 
 echo "== local services"
-bash scripts/services.sh postgres redis sqs moto chromium promtool
+bash scripts/services.sh postgres redis sqs moto chromium promtool schemathesis
 
 echo "== infrastructure"
 # Alert rules: syntax, then their unit tests (which alerts fire when).
@@ -76,6 +76,11 @@ fi
 
 echo "== hostile input (scripts/hostile.sh)"
 bash scripts/hostile.sh
+
+echo "== contracts fuzzed (scripts/schemathesis.sh)"
+# Both contracts, every Schemathesis check, as a generated client would call the services;
+# bounded: about 2 minutes here, stopped after 15.
+timeout 900 bash scripts/schemathesis.sh
 
 echo "== faults (scripts/faults.sh)"
 bash scripts/faults.sh

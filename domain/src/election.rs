@@ -10,7 +10,7 @@
 use std::fmt;
 
 use crate::ids::CandidateId;
-use crate::text::{CandidateName, Description, Party, Title};
+use crate::text::{CancelReason, CandidateName, Description, Party, Title};
 use crate::window::{VotingWindow, WindowError};
 use crate::{ElectionId, Timestamp};
 
@@ -179,6 +179,10 @@ pub enum ElectionError {
     DuplicateCandidateId(CandidateId),
     /// The candidate is not one of this election's.
     UnknownCandidate(CandidateId),
+    /// Cancelling an election that holds votes takes an explicit reason.
+    CancelNeedsReason {
+        votes: u64,
+    },
     /// Scheduling an election whose window has already ended.
     WindowEnded {
         end: Timestamp,
@@ -209,6 +213,10 @@ impl fmt::Display for ElectionError {
             ElectionError::UnknownCandidate(id) => {
                 write!(f, "candidate {id} is not part of this election")
             }
+            ElectionError::CancelNeedsReason { votes } => write!(
+                f,
+                "election holds {votes} votes: cancelling it takes a status change to CANCELLED with a reason"
+            ),
             ElectionError::WindowEnded { end } => {
                 write!(f, "the voting window already ended at {}", end.to_rfc3339())
             }
@@ -468,27 +476,40 @@ impl Election {
         Ok(())
     }
 
-    /// DRAFT | SCHEDULED | ACTIVE -> CANCELLED.
+    /// DRAFT | SCHEDULED | ACTIVE -> CANCELLED. An election that holds
+    /// votes (`votes_held`, accepted or stored) is cancelled only with a
+    /// reason: one unexplained request must not take a live show's votes away.
     ///
     /// # Errors
-    /// [`ElectionError::InvalidTransition`] from CLOSED or CANCELLED.
-    pub fn cancel(&mut self, now: Timestamp) -> Result<(), ElectionError> {
+    /// [`ElectionError::InvalidTransition`] from CLOSED or CANCELLED;
+    /// [`ElectionError::CancelNeedsReason`] with votes and no reason.
+    pub fn cancel(
+        &mut self,
+        now: Timestamp,
+        votes_held: u64,
+        reason: Option<&CancelReason>,
+    ) -> Result<(), ElectionError> {
         self.ensure_transition(ElectionStatus::Cancelled, now)?;
+        if votes_held > 0 && reason.is_none() {
+            return Err(ElectionError::CancelNeedsReason { votes: votes_held });
+        }
         self.status = ElectionStatus::Cancelled;
         Ok(())
     }
 
-    /// Moves to `to` through the matching command; DRAFT is never a target.
+    /// Moves to SCHEDULED, ACTIVE or CLOSED through the matching command.
+    /// DRAFT is never a target, and CANCELLED goes through [`Election::cancel`],
+    /// which needs the votes the election holds.
     ///
     /// # Errors
-    /// As the command for `to`.
+    /// As the command for `to`; [`ElectionError::InvalidTransition`] for DRAFT and CANCELLED.
     pub fn transition(&mut self, to: ElectionStatus, now: Timestamp) -> Result<(), ElectionError> {
         match to {
             ElectionStatus::Scheduled => self.schedule(now),
             ElectionStatus::Active => self.open(now),
             ElectionStatus::Closed => self.close(now),
-            ElectionStatus::Cancelled => self.cancel(now),
-            ElectionStatus::Draft => Err(ElectionError::InvalidTransition {
+            // A cancel needs the votes held and maybe a reason: `cancel` takes them.
+            ElectionStatus::Cancelled | ElectionStatus::Draft => Err(ElectionError::InvalidTransition {
                 from: self.effective_status(now),
                 to,
             }),
@@ -770,7 +791,14 @@ pub(crate) mod tests {
             })
         );
         assert_eq!(
-            e.cancel(at(300)),
+            e.transition(ElectionStatus::Cancelled, at(300)),
+            Err(ElectionError::InvalidTransition {
+                from: ElectionStatus::Closed,
+                to: ElectionStatus::Cancelled
+            })
+        );
+        assert_eq!(
+            e.cancel(at(300), 0, None),
             Err(ElectionError::InvalidTransition {
                 from: ElectionStatus::Closed,
                 to: ElectionStatus::Cancelled
@@ -888,7 +916,7 @@ pub(crate) mod tests {
                 e.open(before).unwrap();
                 e.close(at(0)).unwrap();
             }
-            ElectionStatus::Cancelled => e.cancel(before).unwrap(),
+            ElectionStatus::Cancelled => e.cancel(before, 0, None).unwrap(),
         }
         e
     }
@@ -906,7 +934,12 @@ pub(crate) mod tests {
             let mut e = in_status(stored, len);
             let before = e.clone();
             let from = e.effective_status(at(t));
-            match e.transition(to, at(t)) {
+            let moved = if to == ElectionStatus::Cancelled {
+                e.cancel(at(t), 0, None)
+            } else {
+                e.transition(to, at(t))
+            };
+            match moved {
                 Ok(()) => {
                     prop_assert!(from.can_move_to(to), "{from} -> {to} was allowed");
                     prop_assert_eq!(e.stored_status(), to);
@@ -977,5 +1010,27 @@ pub(crate) mod tests {
                 prop_assert_eq!(e.effective_status(now), ElectionStatus::Closed);
             }
         }
+    }
+
+    #[test]
+    fn an_election_with_votes_is_cancelled_only_with_a_reason() {
+        let now = at(100);
+        let mut e = election(2, 0, 3600);
+        e.schedule(at(-10)).unwrap();
+        assert_eq!(e.effective_status(now), ElectionStatus::Active);
+        let before = e.clone();
+        assert_eq!(
+            e.cancel(now, 442, None),
+            Err(ElectionError::CancelNeedsReason { votes: 442 })
+        );
+        assert_eq!(e, before, "a refused cancel changes nothing");
+        let reason = CancelReason::parse("  the studio lost power  ").unwrap();
+        assert_eq!(reason.as_str(), "the studio lost power");
+        e.cancel(now, 442, Some(&reason)).unwrap();
+        assert_eq!(e.effective_status(now), ElectionStatus::Cancelled);
+        // Without votes no reason is needed.
+        let mut empty = election(2, 0, 3600);
+        empty.cancel(now, 0, None).unwrap();
+        assert!(CancelReason::parse("no").is_err());
     }
 }

@@ -23,6 +23,6 @@ pub use election::{
 pub use ids::{ActorId, CandidateId, CorrelationId, ElectionId, IdError, IdempotencyKey, VoteId, VoterId};
 pub use reconcile::{ReconciliationCounts, Verdict};
 pub use tally::{CandidateCount, Percentage, Tally, TallyShard};
-pub use text::{CandidateName, Description, Party, TextError, Title};
+pub use text::{CancelReason, CandidateName, Description, Party, TextError, Title};
 pub use vote::{AcceptedVote, Rejection, VoteRecord, accept};
 pub use window::{VotingWindow, WindowError};

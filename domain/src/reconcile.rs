@@ -6,8 +6,14 @@
 //! must hold. A shortfall is votes lost; a surplus is votes that reached the
 //! queue but whose 202 never reached the viewer (a crash between the queue's
 //! acknowledgement and the confirm), which is shown apart and is not a loss.
+//!
+//! Dead letters that cannot be attributed to an election (they do not decode)
+//! may hold any election's votes: while one is in the dead-letter queue no
+//! election's results are final.
 
 use std::fmt;
+
+use crate::ElectionStatus;
 
 /// The five counters of one election.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,6 +28,9 @@ pub struct ReconciliationCounts {
     pub dead_lettered: u64,
     /// `Q`: messages still in the queue (visible or in flight).
     pub in_flight: u64,
+    /// Messages in the dead-letter queue that name no election (or could not
+    /// be looked at): not in `L`, and they block every election's final.
+    pub unattributed_dead_letters: u64,
 }
 
 /// What the counters say.
@@ -88,12 +97,16 @@ impl ReconciliationCounts {
         }
     }
 
-    /// Whether persisted counts may be published as final: the queue is
-    /// drained, nothing is lost, and no vote waits in the dead-letter queue
-    /// (a dead-lettered vote is accounted for but not yet counted). A surplus
+    /// Whether persisted counts may be published as final: the election is
+    /// closed, the queue is drained, nothing is lost, and the dead-letter
+    /// queue holds none of its votes and nothing unattributed (a
+    /// dead-lettered vote is accounted for but not yet counted). A surplus
     /// does not block: those votes are in the store and count.
-    pub fn allows_final(&self) -> bool {
-        self.dead_lettered == 0 && matches!(self.verdict(), Verdict::Balanced | Verdict::Surplus(_))
+    pub fn allows_final(&self, status: ElectionStatus) -> bool {
+        status == ElectionStatus::Closed
+            && self.dead_lettered == 0
+            && self.unattributed_dead_letters == 0
+            && matches!(self.verdict(), Verdict::Balanced | Verdict::Surplus(_))
     }
 }
 
@@ -109,8 +122,11 @@ mod tests {
             duplicates: d,
             dead_lettered: l,
             in_flight: q,
+            unattributed_dead_letters: 0,
         }
     }
+
+    const CLOSED: ElectionStatus = ElectionStatus::Closed;
 
     #[test]
     fn verdicts() {
@@ -127,15 +143,32 @@ mod tests {
     }
 
     #[test]
-    fn final_needs_a_drained_queue_no_loss_and_an_empty_dlq() {
-        assert!(counts(10, 10, 0, 0, 0).allows_final());
-        assert!(counts(10, 11, 0, 0, 0).allows_final());
+    fn final_needs_a_closed_election_a_drained_queue_no_loss_and_an_empty_dlq() {
+        assert!(counts(10, 10, 0, 0, 0).allows_final(CLOSED));
+        assert!(counts(10, 11, 0, 0, 0).allows_final(CLOSED));
         assert!(
-            !counts(10, 9, 0, 1, 0).allows_final(),
+            !counts(10, 9, 0, 1, 0).allows_final(CLOSED),
             "a dead-lettered vote is not counted yet"
         );
-        assert!(!counts(10, 9, 0, 0, 0).allows_final());
-        assert!(!counts(10, 10, 0, 0, 1).allows_final());
+        assert!(!counts(10, 9, 0, 0, 0).allows_final(CLOSED));
+        assert!(!counts(10, 10, 0, 0, 1).allows_final(CLOSED));
+        let unattributed = ReconciliationCounts {
+            unattributed_dead_letters: 1,
+            ..counts(10, 10, 0, 0, 0)
+        };
+        assert_eq!(unattributed.verdict(), Verdict::Balanced);
+        assert!(
+            !unattributed.allows_final(CLOSED),
+            "an undecodable dead letter may hold this election's votes"
+        );
+        for open in [
+            ElectionStatus::Draft,
+            ElectionStatus::Scheduled,
+            ElectionStatus::Active,
+            ElectionStatus::Cancelled,
+        ] {
+            assert!(!counts(10, 10, 0, 0, 0).allows_final(open), "{open}");
+        }
     }
 
     #[test]
@@ -152,7 +185,7 @@ mod tests {
             let v = c.verdict();
             if q > 0 {
                 prop_assert_eq!(v, Verdict::Pending { in_flight: q });
-                prop_assert!(!c.allows_final());
+                prop_assert!(!c.allows_final(CLOSED));
             } else {
                 match v {
                     Verdict::Balanced => prop_assert_eq!(a, p + d + l),

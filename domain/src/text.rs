@@ -98,6 +98,11 @@ text!(
     CandidateName, 1, 200, false
 );
 text!(
+    /// Why an election that holds votes was cancelled, 3..=500 characters,
+    /// kept in the audit log.
+    CancelReason, 3, 500, false
+);
+text!(
     /// A candidate's party or affiliation, 1..=100 characters. A candidate
     /// without one holds `None` rather than an empty party.
     Party, 1, 100, false

@@ -166,7 +166,7 @@ mod tests {
             accept(&e, voter(), stranger, at(25)),
             Err(Rejection::Ended { ended_at: at(20) })
         );
-        e.cancel(at(12)).unwrap();
+        e.cancel(at(12), 0, None).unwrap();
         assert_eq!(
             accept(&e, voter(), c, at(15)),
             Err(Rejection::NotActive {

@@ -33,8 +33,8 @@ pub use dedup::{
 pub use human::{HumanCheck, HumanCheckError, HumanVerdict};
 pub use metrics::{MetricEvent, Metrics, RejectReason};
 pub use queue::{
-    AckReport, Delivery, DeliveryContent, DeliveryTag, PoisonReason, QueueError, QueueInspector, QueueStats,
-    VoteQueue, VoteSource,
+    AckReport, DeadLetter, DeadLetterSummary, Delivery, DeliveryContent, DeliveryTag, PoisonReason,
+    QueueError, QueueInspector, QueueStats, VoteQueue, VoteSource,
 };
 pub use store::{
     HourlyCount, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteActivity, VoteStore,

@@ -143,16 +143,156 @@ impl QueueStats {
     }
 }
 
+/// One message of the dead-letter queue, as an operator sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The queue's id of the message.
+    pub message_id: String,
+    /// Receives so far, as the queue reports them.
+    pub receive_count: u32,
+    /// When the message was first sent, if the queue says.
+    pub sent_at: Option<Timestamp>,
+    /// Votes it carries per election; empty when it does not decode.
+    pub votes_per_election: Vec<(ElectionId, u64)>,
+    /// Why it cannot be processed, when the message itself says so (it does
+    /// not decode, or has a version this build does not know). `None` for a
+    /// well-formed message: it reached the dead-letter queue because it was
+    /// received too often without being stored (e.g. an unknown election).
+    pub poison: Option<PoisonReason>,
+    /// The first characters of its body, for a person to recognise it.
+    pub head: String,
+}
+
+impl DeadLetter {
+    /// Most characters of a body kept in [`DeadLetter::head`].
+    pub const HEAD_CHARS: usize = 80;
+
+    /// The first [`DeadLetter::HEAD_CHARS`] characters of `body`, control
+    /// characters shown as `?` so the head prints on one line.
+    pub fn head_of(body: &str) -> String {
+        body.chars()
+            .take(Self::HEAD_CHARS)
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    }
+
+    /// Whether the message names an election (it decodes into votes).
+    pub fn is_attributed(&self) -> bool {
+        !self.votes_per_election.is_empty()
+    }
+}
+
+/// What the dead-letter queue holds for reconciliation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterSummary {
+    /// Messages in the dead-letter queue (the queue's own count).
+    pub messages: u64,
+    /// Votes held per election, from the messages that decode.
+    pub votes_per_election: Vec<(ElectionId, u64)>,
+    /// Messages that cannot be attributed to an election: they do not
+    /// decode, or the look at the queue could not see them (another reader
+    /// held them at the time). Any of them may hold any election's votes.
+    pub unattributed_messages: u64,
+}
+
+impl DeadLetterSummary {
+    /// Sums what one look saw, against the queue's own count taken before
+    /// it: messages counted but not seen are unattributed.
+    pub fn from_look(messages: u64, seen: &[DeadLetter]) -> Self {
+        let mut per: std::collections::BTreeMap<ElectionId, u64> = std::collections::BTreeMap::new();
+        let mut undecoded = 0u64;
+        for letter in seen {
+            if !letter.is_attributed() {
+                undecoded += 1;
+            }
+            for (election, votes) in &letter.votes_per_election {
+                *per.entry(*election).or_default() += votes;
+            }
+        }
+        let unseen = messages.saturating_sub(seen.len() as u64);
+        Self {
+            messages: messages.max(seen.len() as u64),
+            votes_per_election: per.into_iter().collect(),
+            unattributed_messages: undecoded + unseen,
+        }
+    }
+
+    /// Dead-lettered votes of one election.
+    pub fn votes_of(&self, election: ElectionId) -> u64 {
+        self.votes_per_election
+            .iter()
+            .filter(|(e, _)| *e == election)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
 /// Inspects the queue and its dead-letter queue.
 pub trait QueueInspector: Send + Sync + 'static {
     /// # Errors
     /// [`QueueError::Unavailable`].
     fn stats(&self) -> impl Future<Output = Result<QueueStats, QueueError>> + Send;
 
-    /// Votes held in the dead-letter queue, per election. Adapters MUST look
-    /// at the messages without consuming them.
+    /// Every message of the dead-letter queue the adapter can see now, each
+    /// decoded as far as it goes. Adapters MUST look at the messages without
+    /// consuming them, and MUST return undecodable messages too.
     ///
     /// # Errors
     /// [`QueueError::Unavailable`].
-    fn dead_lettered_votes(&self) -> impl Future<Output = Result<Vec<(ElectionId, u64)>, QueueError>> + Send;
+    fn peek_dead_letters(&self) -> impl Future<Output = Result<Vec<DeadLetter>, QueueError>> + Send;
+
+    /// The dead-letter queue for reconciliation: the queue's count first,
+    /// then a look at the messages, so a message the look misses is counted
+    /// as unattributed rather than not at all.
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`].
+    fn dead_letter_summary(&self) -> impl Future<Output = Result<DeadLetterSummary, QueueError>> + Send {
+        async move {
+            let messages = self.stats().await?.dead_letter_messages;
+            if messages == 0 {
+                return Ok(DeadLetterSummary::default());
+            }
+            let seen = self.peek_dead_letters().await?;
+            Ok(DeadLetterSummary::from_look(messages, &seen))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(votes: &[(ElectionId, u64)]) -> DeadLetter {
+        DeadLetter {
+            message_id: "m".into(),
+            receive_count: 5,
+            sent_at: None,
+            votes_per_election: votes.to_vec(),
+            poison: votes
+                .is_empty()
+                .then(|| PoisonReason::Undecodable("not json".into())),
+            head: DeadLetter::head_of("{"),
+        }
+    }
+
+    #[test]
+    fn undecodable_and_unseen_messages_are_unattributed() {
+        let (a, b) = (ElectionId::generate(), ElectionId::generate());
+        let seen = [letter(&[(a, 3)]), letter(&[(a, 1), (b, 2)]), letter(&[])];
+        let s = DeadLetterSummary::from_look(5, &seen);
+        assert_eq!((s.messages, s.unattributed_messages), (5, 3));
+        assert_eq!((s.votes_of(a), s.votes_of(b)), (4, 2));
+        assert_eq!(s.votes_of(ElectionId::generate()), 0);
+        // A message that arrived after the count was taken is still seen.
+        let s = DeadLetterSummary::from_look(1, &seen);
+        assert_eq!((s.messages, s.unattributed_messages), (3, 1));
+    }
+
+    #[test]
+    fn heads_are_short_and_on_one_line() {
+        let head = DeadLetter::head_of(&format!("a\nb{}", "x".repeat(500)));
+        assert_eq!(head.chars().count(), DeadLetter::HEAD_CHARS);
+        assert!(head.starts_with("a?b"));
+    }
 }

@@ -9,6 +9,9 @@
 //!   refused (we understand no extensions).
 //! - `iss`, `aud`, `exp` and `sub` are required, `nbf` is checked, with a
 //!   small leeway (at most 30 s).
+//! - A token lives at most `max_lifetime` (a day by default): `iat` is then
+//!   required, may not lie ahead of the clock, and `exp - iat` may not exceed
+//!   the cap, so a token signed to last for centuries is refused.
 //! - Keys are cached in memory. An unknown `kid` triggers one refetch, at most
 //!   once per `refetch_interval` (single flight: concurrent requests wait for
 //!   the same fetch). When the JWKS endpoint is down, cached keys keep working.
@@ -21,4 +24,4 @@ mod dev;
 mod verifier;
 
 pub use dev::{DevIssuer, DevTokenClaims, unix_now};
-pub use verifier::{JwksConfig, JwksVerifier};
+pub use verifier::{DEFAULT_MAX_LIFETIME, JwksConfig, JwksVerifier};

@@ -23,6 +23,10 @@ pub struct JwksConfig {
     pub audience: String,
     /// Clock skew tolerated on `exp` and `nbf`; capped at 30 s.
     pub leeway: Duration,
+    /// Longest lifetime (`exp - iat`) a token may have; `None`: no cap. When
+    /// set, `iat` is required and may not lie ahead of the clock (beyond the
+    /// leeway), so a token is never good for longer than this from now.
+    pub max_lifetime: Option<Duration>,
     /// Least time between two fetches caused by unknown key ids, so a flood
     /// of tokens with made-up `kid`s cannot hammer the identity provider.
     pub refetch_interval: Duration,
@@ -37,6 +41,7 @@ impl JwksConfig {
             issuer: issuer.into(),
             audience: audience.into(),
             leeway: Duration::from_secs(10),
+            max_lifetime: Some(DEFAULT_MAX_LIFETIME),
             refetch_interval: Duration::from_secs(5),
             fetch_timeout: Duration::from_secs(3),
         }
@@ -46,9 +51,14 @@ impl JwksConfig {
 /// Largest leeway accepted, whatever the configuration says.
 const MAX_LEEWAY: Duration = Duration::from_secs(30);
 
+/// The default cap on a token's lifetime: a day.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(86_400);
+
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    exp: u64,
+    iat: Option<u64>,
     #[serde(default)]
     permissions: Vec<String>,
 }
@@ -102,7 +112,11 @@ impl JwksVerifier {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[config.issuer.as_str()]);
         validation.set_audience(&[config.audience.as_str()]);
-        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        if config.max_lifetime.is_some() {
+            validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
+        } else {
+            validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        }
         validation.validate_nbf = true;
         validation.leeway = config.leeway.min(MAX_LEEWAY).as_secs();
         Ok(Self {
@@ -228,6 +242,33 @@ impl JwksVerifier {
     }
 }
 
+impl JwksVerifier {
+    /// The lifetime cap: `iat` present, not ahead of the clock, and `exp`
+    /// at most the cap after it.
+    fn check_lifetime(&self, claims: &Claims) -> Result<(), TokenError> {
+        let Some(max) = self.inner.config.max_lifetime else {
+            return Ok(());
+        };
+        let iat = claims
+            .iat
+            .ok_or_else(|| TokenError::Invalid("token has no iat (issued-at) claim".into()))?;
+        let now = jsonwebtoken::get_current_timestamp();
+        if iat > now.saturating_add(self.inner.validation.leeway) {
+            return Err(TokenError::Invalid(format!(
+                "token issued in the future (iat {iat}, now {now})"
+            )));
+        }
+        let lifetime = claims.exp.saturating_sub(iat);
+        if lifetime > max.as_secs() {
+            return Err(TokenError::Invalid(format!(
+                "token lifetime of {lifetime} s exceeds the maximum of {} s",
+                max.as_secs()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The RSA signing keys of a JWKS document, by key id. Keys for another use
 /// or algorithm, and keys that do not parse, are skipped.
 fn usable_keys(document: JwksDocument) -> HashMap<String, DecodingKey> {
@@ -278,6 +319,7 @@ impl TokenVerifier for JwksVerifier {
                     _ => TokenError::Invalid(e.to_string()),
                 }
             })?;
+        self.check_lifetime(&data.claims)?;
         let subject =
             VoterId::parse(data.claims.sub).map_err(|e| TokenError::Invalid(format!("unusable sub: {e}")))?;
         let permissions = data

@@ -154,6 +154,47 @@ async fn missing_required_claims_are_refused() {
 }
 
 #[tokio::test]
+async fn a_token_lives_at_most_the_maximum_lifetime() {
+    let s = setup().await;
+    // The outsiders' token: an exp in the year 33658.
+    let mut c = claims("auth0|forever");
+    c["exp"] = json!(999_999_999_999_i64);
+    let reason = invalid(s.verifier.verify(&s.issuer.sign(s.issuer.header(), &c)).await);
+    assert!(reason.contains("exceeds the maximum of 86400 s"), "{reason}");
+    // With the cap set, iat is required...
+    let mut c = claims("auth0|no-iat");
+    c.as_object_mut().unwrap().remove("iat");
+    let reason = invalid(s.verifier.verify(&s.issuer.sign(s.issuer.header(), &c)).await);
+    assert!(reason.contains("iat"), "{reason}");
+    // ...and may not be moved ahead to stretch the lifetime from now.
+    let mut c = claims("auth0|future-iat");
+    c["iat"] = json!(now() + 3600);
+    c["exp"] = json!(now() + 3600 + 600);
+    let reason = invalid(s.verifier.verify(&s.issuer.sign(s.issuer.header(), &c)).await);
+    assert!(reason.contains("future"), "{reason}");
+    // Exactly a day is fine.
+    let mut c = claims("auth0|a-day");
+    c["exp"] = json!(c["iat"].as_i64().unwrap() + 86_400);
+    assert!(
+        s.verifier
+            .verify(&s.issuer.sign(s.issuer.header(), &c))
+            .await
+            .is_ok()
+    );
+
+    // Without a cap, neither the lifetime nor iat is checked.
+    let issuer = DevIssuer::builtin(ISS, AUD);
+    let (_jwks, addr) = start_jwks(issuer.jwks_json().to_string()).await;
+    let mut config = JwksConfig::new(format!("http://{addr}/.well-known/jwks.json"), ISS, AUD);
+    config.max_lifetime = None;
+    let uncapped = JwksVerifier::new(config).unwrap();
+    let mut c = claims("auth0|forever");
+    c["exp"] = json!(999_999_999_999_i64);
+    c.as_object_mut().unwrap().remove("iat");
+    assert!(uncapped.verify(&issuer.sign(issuer.header(), &c)).await.is_ok());
+}
+
+#[tokio::test]
 async fn alg_none_and_hs256_with_the_public_key_are_refused() {
     let s = setup().await;
     let body = URL_SAFE_NO_PAD.encode(claims("auth0|attacker").to_string());

@@ -557,7 +557,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(saved.version(), 2);
-        b.cancel(Utc::now()).unwrap();
+        b.cancel(Utc::now(), 0, None).unwrap();
         match db
             .update(&b, AdminAction::Cancelled, &actor(), "cancel", Utc::now())
             .await

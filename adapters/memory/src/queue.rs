@@ -23,8 +23,8 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use livevote_domain::{ElectionId, Timestamp, VoteRecord};
 use livevote_ports::{
-    AckReport, Clock, Delivery, DeliveryContent, DeliveryTag, PoisonReason, QueueError, QueueInspector,
-    QueueStats, VoteQueue, VoteSource,
+    AckReport, Clock, DeadLetter, Delivery, DeliveryContent, DeliveryTag, PoisonReason, QueueError,
+    QueueInspector, QueueStats, VoteQueue, VoteSource,
 };
 use tokio::sync::Notify;
 
@@ -349,18 +349,34 @@ impl QueueInspector for MemoryQueue {
         })
     }
 
-    async fn dead_lettered_votes(&self) -> Result<Vec<(ElectionId, u64)>, QueueError> {
+    async fn peek_dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
         self.up()?;
         let state = self.lock();
-        let mut per: BTreeMap<ElectionId, u64> = BTreeMap::new();
-        for m in state.dead.values() {
-            if let DeliveryContent::Votes(votes) = &m.content {
-                for v in votes {
-                    *per.entry(v.vote.election_id).or_default() += 1;
+        Ok(state
+            .dead
+            .iter()
+            .map(|(id, m)| {
+                let (votes_per_election, poison, head) = match &m.content {
+                    DeliveryContent::Votes(votes) => {
+                        let mut per: BTreeMap<ElectionId, u64> = BTreeMap::new();
+                        for v in votes {
+                            *per.entry(v.vote.election_id).or_default() += 1;
+                        }
+                        let head = format!("{} votes", votes.len());
+                        (per.into_iter().collect(), None, head)
+                    }
+                    DeliveryContent::Poison(why) => (Vec::new(), Some(why.clone()), why.to_string()),
+                };
+                DeadLetter {
+                    message_id: id.to_string(),
+                    receive_count: m.receive_count,
+                    sent_at: Some(m.sent_at),
+                    votes_per_election,
+                    poison,
+                    head: DeadLetter::head_of(&head),
                 }
-            }
-        }
-        Ok(per.into_iter().collect())
+            })
+            .collect())
     }
 }
 
@@ -447,7 +463,7 @@ mod tests {
             (stats.visible, stats.in_flight, stats.dead_letter_messages),
             (0, 0, 1)
         );
-        assert_eq!(q.dead_lettered_votes().await.unwrap()[0].1, 3);
+        assert_eq!(q.dead_letter_summary().await.unwrap().votes_per_election[0].1, 3);
         assert_eq!(q.replay_dead_letters(), 1);
         let got = q.receive(10, NO_WAIT).await.unwrap();
         assert_eq!(got[0].receive_count, 1);

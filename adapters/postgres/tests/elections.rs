@@ -113,7 +113,11 @@ async fn concurrent_transitions_one_wins_the_other_gets_a_version_conflict() {
     for (to, mut mine) in copies {
         let db = db.clone();
         tasks.push(tokio::spawn(async move {
-            mine.transition(to, now).unwrap();
+            if to == ElectionStatus::Cancelled {
+                mine.cancel(now, 0, None).unwrap();
+            } else {
+                mine.transition(to, now).unwrap();
+            }
             db.update(&mine, AdminAction::Edited, &operator(), to.as_str(), now)
                 .await
         }));

@@ -9,8 +9,9 @@
 //!   (bad JSON, invalid ids, unknown version) as poison; delete and
 //!   visibility changes go in batches of ten.
 //! - Inspection: approximate depths of the main and dead-letter queues, and
-//!   the votes held in the dead-letter queue per election (peeked with a
-//!   short visibility timeout, then made visible again).
+//!   every dead-lettered message decoded as far as it goes (election and
+//!   votes, or why it does not decode, and its first bytes), peeked with a
+//!   short visibility timeout, then made visible again.
 //! - [`SqsQueue::replay_dead_letters`] moves dead letters back, with progress.
 //! - [`setup::create_queues`] creates a main queue and its dead-letter queue
 //!   with a redrive policy, for local runs and tests.

@@ -13,8 +13,8 @@ use aws_sdk_sqs::types::{
 use chrono::DateTime;
 use livevote_domain::{ElectionId, VoteRecord};
 use livevote_ports::{
-    AckReport, Delivery, DeliveryContent, DeliveryTag, PoisonReason, QueueError, QueueInspector, QueueStats,
-    VoteQueue, VoteSource,
+    AckReport, DeadLetter, Delivery, DeliveryContent, DeliveryTag, PoisonReason, QueueError, QueueInspector,
+    QueueStats, VoteQueue, VoteSource,
 };
 
 use crate::message::{self, SCHEMA_VERSION};
@@ -23,7 +23,7 @@ use crate::message::{self, SCHEMA_VERSION};
 const MAX_BATCH_ENTRIES: usize = 10;
 /// SQS allows a receive to wait at most 20 s.
 const MAX_WAIT: Duration = Duration::from_secs(20);
-/// How long `dead_lettered_votes` hides the messages it looks at.
+/// How long `peek_dead_letters` hides the messages it looks at.
 const PEEK_VISIBILITY_SECS: i32 = 30;
 
 /// Where the queues are and how to pack and retry.
@@ -76,6 +76,10 @@ pub struct ReplayProgress {
     pub moved: u64,
     /// Messages whose send failed this run; they stay in the dead-letter queue.
     pub failed: u64,
+    /// Messages left in the dead-letter queue because they cannot be
+    /// processed (they do not decode, or have an unknown version): replayed,
+    /// they would only come back.
+    pub skipped: u64,
 }
 
 /// How a failed call or entry should be treated.
@@ -386,12 +390,14 @@ impl SqsQueue {
         ))
     }
 
-    /// Moves every message of the dead-letter queue back to the main queue,
-    /// calling `progress` as it goes. Uses the server's native move task
-    /// (`StartMessageMoveTask`, polled with `ListMessageMoveTasks`) where the
-    /// server has one, otherwise receive -> send -> delete, where a message
-    /// is deleted from the dead-letter queue only after the main queue
-    /// acknowledged its copy (a message whose send fails stays behind).
+    /// Moves the messages of the dead-letter queue back to the main queue,
+    /// calling `progress` as it goes; messages that cannot be processed (see
+    /// [`ReplayProgress::skipped`]) stay behind. Uses the server's native
+    /// move task (`StartMessageMoveTask`, polled with `ListMessageMoveTasks`)
+    /// where the server has one and nothing needs skipping, otherwise
+    /// receive -> send -> delete, where a message is deleted from the
+    /// dead-letter queue only after the main queue acknowledged its copy (a
+    /// message whose send fails stays behind).
     ///
     /// # Errors
     /// [`QueueError`] when the queues cannot be read, a delete fails or the
@@ -400,6 +406,12 @@ impl SqsQueue {
         &self,
         mut progress: impl FnMut(ReplayProgress) + Send,
     ) -> Result<ReplayProgress, QueueError> {
+        // A native move cannot leave anything behind: with poison present, copy.
+        if self.peek_dead_letters().await?.iter().any(|l| l.poison.is_some()) {
+            return self
+                .replay_by_copy(&mut progress, ReplayProgress::default())
+                .await;
+        }
         let dlq_arn = self.queue_arn(&self.config.dead_letter_queue_url).await?;
         let main_arn = self.queue_arn(&self.config.queue_url).await?;
         let started = self
@@ -470,7 +482,7 @@ impl SqsQueue {
                 .ok_or_else(|| QueueError::Unknown(format!("move task {handle} not listed")))?;
             let done = ReplayProgress {
                 moved: u64::try_from(task.approximate_number_of_messages_moved()).unwrap_or(0),
-                failed: 0,
+                ..ReplayProgress::default()
             };
             if done.moved != last_moved {
                 last_moved = done.moved;
@@ -520,14 +532,31 @@ impl SqsQueue {
     ) -> Result<ReplayProgress, QueueError> {
         let dlq = self.config.dead_letter_queue_url.clone();
         let mut done = already;
-        loop {
-            let batch = self
+        // Received poison stays hidden for the rest of the run, and is made visible again at its end.
+        let mut skipped_handles = Vec::new();
+        let result = loop {
+            let batch = match self
                 .receive_from(&dlq, MAX_BATCH_ENTRIES, Duration::ZERO, Some(60))
-                .await?;
+                .await
+            {
+                Ok(batch) => batch,
+                Err(e) => break Err(e),
+            };
             if batch.is_empty() {
-                return Ok(done);
+                break Ok(done);
             }
-            let outgoing: Vec<OutgoingMessage> = batch.iter().map(OutgoingMessage::copy_of).collect();
+            let (batch, poison): (Vec<&Message>, Vec<&Message>) = batch.iter().partition(|m| {
+                decode_delivery(m).is_ok_and(|d| matches!(d.content, DeliveryContent::Votes(_)))
+            });
+            for m in poison {
+                done.skipped += 1;
+                skipped_handles.push(m.receipt_handle().unwrap_or_default().to_owned());
+            }
+            if batch.is_empty() {
+                progress(done);
+                continue;
+            }
+            let outgoing: Vec<OutgoingMessage> = batch.iter().map(|m| OutgoingMessage::copy_of(m)).collect();
             let sent = self.send_messages(&self.config.queue_url, &outgoing).await;
             let mut handles = Vec::new();
             for (m, r) in batch.iter().zip(&sent) {
@@ -539,12 +568,19 @@ impl SqsQueue {
                     }
                 }
             }
-            let failed_deletes = self.delete_from(&dlq, &handles).await?;
+            let failed_deletes = match self.delete_from(&dlq, &handles).await {
+                Ok(failed) => failed,
+                Err(e) => break Err(e),
+            };
             // A copy whose original could not be deleted is delivered twice,
             // which idempotent processing makes harmless.
             done.moved += (handles.len() - failed_deletes.len()) as u64;
             progress(done);
-        }
+        };
+        let restored = self.set_visibility(&dlq, &skipped_handles, 0).await;
+        let done = result?;
+        restored?;
+        Ok(done)
     }
 }
 
@@ -709,13 +745,13 @@ impl QueueInspector for SqsQueue {
         })
     }
 
-    async fn dead_lettered_votes(&self) -> Result<Vec<(ElectionId, u64)>, QueueError> {
+    async fn peek_dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
         // Look without consuming: receive with a short visibility timeout
-        // until nothing more comes, count, then make everything visible again.
+        // until nothing more comes, then make everything visible again.
         let dlq = self.config.dead_letter_queue_url.clone();
         let mut seen: HashMap<String, ()> = HashMap::new();
         let mut handles = Vec::new();
-        let mut per_election: BTreeMap<ElectionId, u64> = BTreeMap::new();
+        let mut letters = Vec::new();
         let result = async {
             loop {
                 let batch = self
@@ -737,11 +773,7 @@ impl QueueInspector for SqsQueue {
                     {
                         continue;
                     }
-                    if let Ok(votes) = message::decode(m.body().unwrap_or_default()) {
-                        for v in votes {
-                            *per_election.entry(v.vote.election_id).or_default() += 1;
-                        }
-                    }
+                    letters.push(dead_letter(m)?);
                 }
             }
         }
@@ -749,8 +781,31 @@ impl QueueInspector for SqsQueue {
         let restored = self.set_visibility(&dlq, &handles, 0).await;
         result?;
         restored?;
-        Ok(per_election.into_iter().collect())
+        Ok(letters)
     }
+}
+
+/// A dead-lettered message as operators see it, decoded as far as it goes.
+fn dead_letter(m: &Message) -> Result<DeadLetter, QueueError> {
+    let delivery = decode_delivery(m)?;
+    let (votes_per_election, poison) = match delivery.content {
+        DeliveryContent::Votes(votes) => {
+            let mut per: BTreeMap<ElectionId, u64> = BTreeMap::new();
+            for v in &votes {
+                *per.entry(v.vote.election_id).or_default() += 1;
+            }
+            (per.into_iter().collect(), None)
+        }
+        DeliveryContent::Poison(why) => (Vec::new(), Some(why)),
+    };
+    Ok(DeadLetter {
+        message_id: delivery.message_id,
+        receive_count: delivery.receive_count,
+        sent_at: delivery.sent_at,
+        votes_per_election,
+        poison,
+        head: DeadLetter::head_of(m.body().unwrap_or_default()),
+    })
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use chrono::{Duration as ChronoDuration, Utc};
 use livevote_domain::{Election, ElectionId, VoteId, VoteRecord};
 use livevote_memory::fixtures::{new_election, record};
-use livevote_ports::{DeliveryContent, PoisonReason, QueueInspector, VoteQueue, VoteSource};
+use livevote_ports::{DeadLetter, DeliveryContent, PoisonReason, QueueInspector, VoteQueue, VoteSource};
 use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
 
 fn endpoint() -> String {
@@ -190,7 +190,9 @@ async fn five_receives_without_delete_dead_letter_the_message_and_replay_brings_
     );
     // Auditors look without consuming: twice the same answer.
     for _ in 0..2 {
-        assert_eq!(q.dead_lettered_votes().await.unwrap(), vec![(e.id(), 2)]);
+        let summary = q.dead_letter_summary().await.unwrap();
+        assert_eq!(summary.votes_per_election, vec![(e.id(), 2)]);
+        assert_eq!((summary.messages, summary.unattributed_messages), (1, 0));
     }
     let mut reports = Vec::new();
     let done = q.replay_dead_letters(|p| reports.push(p)).await.unwrap();
@@ -199,6 +201,49 @@ async fn five_receives_without_delete_dead_letter_the_message_and_replay_brings_
     assert_eq!(q.stats().await.unwrap().dead_letter_messages, 0);
     let back = receive_votes(&q, 2, Duration::from_secs(10)).await;
     assert_eq!(back, sent, "the replayed message carries the same votes");
+}
+
+#[tokio::test]
+async fn every_dead_letter_is_listed_and_those_that_do_not_decode_are_unattributed() {
+    let q = queue(QueueSettings::default()).await;
+    let e = election();
+    let dlq = q.config().dead_letter_queue_url.clone();
+    // A producer that is not ours wrote these straight into the dead-letter queue.
+    for body in [
+        "not json at all",
+        "{\"schemaVersion\":1,\"votes\":[{\"oops\":1}]}",
+    ] {
+        q.client()
+            .send_message()
+            .queue_url(&dlq)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    // And a well-formed message of three votes, as the redrive moves one.
+    q.client()
+        .send_message()
+        .queue_url(&dlq)
+        .message_body(livevote_sqs::message::encode(&votes(&e, 3, "dl")))
+        .send()
+        .await
+        .unwrap();
+    let letters: Vec<DeadLetter> = q.peek_dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    let undecoded: Vec<&DeadLetter> = letters.iter().filter(|l| !l.is_attributed()).collect();
+    assert_eq!(undecoded.len(), 2, "{letters:?}");
+    assert!(undecoded.iter().all(|l| l.poison.is_some()));
+    assert!(undecoded.iter().any(|l| l.head == "not json at all"));
+    let summary = q.dead_letter_summary().await.unwrap();
+    assert_eq!(
+        (
+            summary.messages,
+            summary.unattributed_messages,
+            summary.votes_of(e.id())
+        ),
+        (3, 2, 3)
+    );
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use livevote_domain::ElectionId;
 use livevote_memory::SystemClock;
-use livevote_ports::QueueInspector;
+use livevote_ports::{DeadLetter, QueueInspector};
 use livevote_postgres::{PgElections, PgVoteStore, StoreConfig};
 use livevote_redis::{RedisConfig, RedisElectionCache, RedisStore};
 use livevote_results::ResultsService;
@@ -285,17 +285,35 @@ pub async fn dlq(action: DlqAction) -> anyhow::Result<ExitCode> {
         DlqAction::List(q) => {
             let queue = q.open().await?;
             let stats = queue.stats().await?;
+            let letters = queue.peek_dead_letters().await?;
             println!(
                 "vote queue {}: {} visible, {} in flight; dead-letter queue: {} messages",
                 q.queue_name, stats.visible, stats.in_flight, stats.dead_letter_messages
             );
-            for (election, votes) in queue.dead_lettered_votes().await? {
-                println!("  election {election}: {votes} votes");
+            for letter in &letters {
+                println!("{}", dead_letter_line(letter));
+            }
+            let unseen = stats.dead_letter_messages.saturating_sub(letters.len() as u64);
+            if unseen > 0 {
+                println!(
+                    "  {unseen} more counted by the queue but not seen now (another reader holds them; run again)"
+                );
             }
         }
         DlqAction::Replay(q) => {
             let queue = q.open().await?;
-            let total = queue.stats().await?.dead_letter_messages;
+            let letters = queue.peek_dead_letters().await?;
+            let skipped: Vec<&DeadLetter> = letters.iter().filter(|l| l.poison.is_some()).collect();
+            if !skipped.is_empty() {
+                println!(
+                    "skipping {} messages that cannot be processed (they stay in the dead-letter queue):",
+                    skipped.len()
+                );
+                for letter in &skipped {
+                    println!("{}", dead_letter_line(letter));
+                }
+            }
+            let total = (letters.len() - skipped.len()) as u64;
             let bar = ProgressBar::new(total);
             bar.set_style(
                 ProgressStyle::with_template("replaying {bar:40.cyan/blue} {pos}/{len} messages {msg}")
@@ -304,13 +322,14 @@ pub async fn dlq(action: DlqAction) -> anyhow::Result<ExitCode> {
             let done = queue
                 .replay_dead_letters(|p| {
                     bar.set_position(p.moved);
-                    bar.set_message(format!("({} failed)", p.failed));
+                    bar.set_message(format!("({} failed, {} skipped)", p.failed, p.skipped));
                 })
                 .await?;
             bar.finish();
             println!(
-                "moved {} messages back to {} ({} failed, still in the DLQ)",
-                done.moved, q.queue_name, done.failed
+                "moved {} messages back to {} ({} failed, still in the DLQ; {} skipped as unprocessable, \
+                 still in the DLQ)",
+                done.moved, q.queue_name, done.failed, done.skipped
             );
             if done.failed > 0 {
                 return Ok(ExitCode::FAILURE);
@@ -318,6 +337,32 @@ pub async fn dlq(action: DlqAction) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line of `dlq list`: the message, its election(s) if it names any,
+/// why it was dead-lettered, and its first bytes.
+pub fn dead_letter_line(letter: &DeadLetter) -> String {
+    let whose = if letter.votes_per_election.is_empty() {
+        "unattributed".to_owned()
+    } else {
+        letter
+            .votes_per_election
+            .iter()
+            .map(|(e, n)| format!("election {e} ({n} vote{})", if *n == 1 { "" } else { "s" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let reason = match &letter.poison {
+        Some(why) => why.to_string(),
+        None => format!(
+            "well formed, received {} times and never stored (an unknown election or candidate, or a store that kept failing: see the processor's log)",
+            letter.receive_count
+        ),
+    };
+    format!(
+        "  {}  {whose}\n      reason: {reason}\n      first bytes: {:?}",
+        letter.message_id, letter.head
+    )
 }
 
 pub async fn migrate(args: &DatabaseArgs) -> anyhow::Result<ExitCode> {

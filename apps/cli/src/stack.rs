@@ -4,8 +4,12 @@
 //! answer (through `scripts/services.sh` when run from a checkout, which
 //! installs and starts them; otherwise it says what to install), creates
 //! the database and applies the migrations, creates the vote queue and its
-//! dead-letter queue, then starts the local token issuer and the three
-//! services with the right environment and waits until each reports ready.
+//! dead-letter queue, then starts the local token issuer (unless the
+//! services are pointed at another one with `LIVEVOTE_JWKS_URL`) and the
+//! three services with the right environment, and waits until each reports
+//! ready. Every setting of the stack is passed on to the services
+//! ([`StackArgs::service_env`]); other `LIVEVOTE_*` variables in the caller's
+//! environment reach them unchanged.
 //! Logs, pid files and the record of what it started live in one folder
 //! (`.livevote/` by default, ignored by git); `down` stops exactly the
 //! processes recorded there.
@@ -22,7 +26,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::issuer::DEFAULT_ISSUER;
+use crate::issuer::{DEFAULT_AUDIENCE, DEFAULT_ISSUER};
 
 #[derive(Debug, Clone, Args)]
 pub struct StackArgs {
@@ -72,6 +76,16 @@ pub struct StackArgs {
     /// Port of the local token issuer (JWKS).
     #[arg(long, default_value_t = 8089)]
     pub issuer_port: u16,
+    /// The JWKS the services verify tokens against (e.g. an Auth0 tenant's
+    /// `https://<tenant>/.well-known/jwks.json`); unset: the local issuer, which `up` starts.
+    #[arg(long, env = "LIVEVOTE_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// The `iss` the services expect (Auth0: `https://<tenant>/`).
+    #[arg(long, env = "LIVEVOTE_JWT_ISSUER", default_value = DEFAULT_ISSUER)]
+    pub jwt_issuer: String,
+    /// The `aud` the services expect (the API identifier).
+    #[arg(long, env = "LIVEVOTE_JWT_AUDIENCE", default_value = DEFAULT_AUDIENCE)]
+    pub jwt_audience: String,
     /// How long each service may take to become ready, seconds.
     #[arg(long, default_value_t = 60)]
     pub ready_timeout_secs: u64,
@@ -136,19 +150,36 @@ impl StackArgs {
         Ok(path)
     }
 
-    /// The environment every service gets.
-    fn common_env(&self) -> Vec<(String, String)> {
-        [
+    /// Whether `up` starts the local token issuer: only when no other JWKS is configured.
+    fn local_issuer(&self) -> bool {
+        self.jwks_url.is_none()
+    }
+
+    /// The JWKS the services use.
+    fn jwks(&self) -> String {
+        self.jwks_url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}/.well-known/jwks.json", self.issuer_port))
+    }
+
+    /// The environment every service gets: the stack's settings, then local
+    /// defaults for what the stack does not configure itself, each kept as
+    /// the caller set it when it is set.
+    pub fn service_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = [
             ("LIVEVOTE_DATABASE_URL", self.database_url()),
             ("LIVEVOTE_REDIS_URL", self.redis_url.clone()),
             ("LIVEVOTE_REDIS_PREFIX", self.redis_prefix.clone()),
             ("LIVEVOTE_SQS_ENDPOINT", self.sqs_endpoint.clone()),
             ("LIVEVOTE_QUEUE_NAME", self.queue_name.clone()),
-            (
-                "LIVEVOTE_JWKS_URL",
-                format!("http://127.0.0.1:{}/.well-known/jwks.json", self.issuer_port),
-            ),
-            ("LIVEVOTE_JWT_ISSUER", DEFAULT_ISSUER.to_owned()),
+            ("LIVEVOTE_JWKS_URL", self.jwks()),
+            ("LIVEVOTE_JWT_ISSUER", self.jwt_issuer.clone()),
+            ("LIVEVOTE_JWT_AUDIENCE", self.jwt_audience.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let defaults = [
             ("LIVEVOTE_CLOUDWATCH_NAMESPACE", "livevote-local".to_owned()),
             ("LIVEVOTE_CLOUDWATCH_ENDPOINT", self.sqs_endpoint.clone()),
             ("LIVEVOTE_LOG_FORMAT", "json".to_owned()),
@@ -156,10 +187,11 @@ impl StackArgs {
             ("AWS_ACCESS_KEY_ID", "test".to_owned()),
             ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
             ("AWS_REGION", "us-east-1".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        ];
+        for (k, v) in defaults {
+            env.push((k.to_owned(), std::env::var(k).unwrap_or(v)));
+        }
+        env
     }
 }
 
@@ -421,8 +453,8 @@ pub async fn up(args: &StackArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let mut record = args.load()?;
     let livevote = std::env::current_exe().context("locating the livevote binary")?;
-    let common = args.common_env();
-    let plan: Vec<Launch> = vec![
+    let common = args.service_env();
+    let mut plan: Vec<Launch> = vec![
         (
             "issuer",
             livevote,
@@ -474,6 +506,10 @@ pub async fn up(args: &StackArgs) -> anyhow::Result<ExitCode> {
             args.results_port,
         ),
     ];
+    if !args.local_issuer() {
+        // The services verify another issuer's tokens: the local one would only mislead.
+        plan.retain(|(name, ..)| *name != "issuer");
+    }
     for (name, program, argv, own_env, port) in plan {
         let url = format!("http://127.0.0.1:{port}");
         if let Some(p) = record.processes.iter().find(|p| p.name == name)
@@ -515,10 +551,19 @@ pub async fn up(args: &StackArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  audit      http://127.0.0.1:{}/audit", args.results_port);
     println!("  processor  http://127.0.0.1:{}/metrics", args.processor_port);
-    println!(
-        "  JWKS       http://127.0.0.1:{}/.well-known/jwks.json (local issuer: livevote token --sub you [--admin] [--auditor])",
-        args.issuer_port
-    );
+    if args.local_issuer() {
+        println!(
+            "  JWKS       {} (local issuer: livevote token --sub you [--admin] [--auditor])",
+            args.jwks()
+        );
+    } else {
+        println!(
+            "  JWKS       {} (iss {}, aud {}; set LIVEVOTE_OPERATOR_TOKEN to one of its tokens for the CLI)",
+            args.jwks(),
+            args.jwt_issuer,
+            args.jwt_audience
+        );
+    }
     println!("next: livevote demo");
     Ok(ExitCode::SUCCESS)
 }
@@ -620,6 +665,111 @@ pub async fn status(args: &StackArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        stack: StackArgs,
+    }
+
+    fn parse(flags: &[&str]) -> StackArgs {
+        Cli::try_parse_from(std::iter::once("livevote").chain(flags.iter().copied()))
+            .unwrap()
+            .stack
+    }
+
+    fn value<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// The variables the README says `stack up` passes on to the services.
+    fn documented_pass_through() -> Vec<String> {
+        let readme = include_str!("../../../README.md");
+        let line = readme
+            .lines()
+            .find(|l| l.contains("`stack up` passes on to the services"))
+            .expect("the README names what `stack up` passes on");
+        line.split('`')
+            .skip(1)
+            .step_by(2)
+            // LIVEVOTE_STACK_*: the stack's own settings the database URL is made of.
+            .filter(|w| w.starts_with("LIVEVOTE_") && !w.starts_with("LIVEVOTE_STACK_"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_documented_setting_reaches_the_services() {
+        let args = parse(&[
+            "--postgres",
+            "postgres://u@db.example:5432",
+            "--database",
+            "show",
+            "--redis-url",
+            "rediss://cache.example:6380/0",
+            "--redis-prefix",
+            "tv",
+            "--sqs-endpoint",
+            "http://sqs.example:4566",
+            "--queue-name",
+            "votes-eu",
+            "--jwks-url",
+            "https://tenant.example/.well-known/jwks.json",
+            "--jwt-issuer",
+            "https://tenant.example/",
+            "--jwt-audience",
+            "https://api.tv.example",
+        ]);
+        let env = args.service_env();
+        let want = [
+            ("LIVEVOTE_DATABASE_URL", "postgres://u@db.example:5432/show"),
+            ("LIVEVOTE_REDIS_URL", "rediss://cache.example:6380/0"),
+            ("LIVEVOTE_REDIS_PREFIX", "tv"),
+            ("LIVEVOTE_SQS_ENDPOINT", "http://sqs.example:4566"),
+            ("LIVEVOTE_QUEUE_NAME", "votes-eu"),
+            (
+                "LIVEVOTE_JWKS_URL",
+                "https://tenant.example/.well-known/jwks.json",
+            ),
+            ("LIVEVOTE_JWT_ISSUER", "https://tenant.example/"),
+            ("LIVEVOTE_JWT_AUDIENCE", "https://api.tv.example"),
+        ];
+        for (key, expected) in want {
+            assert_eq!(value(&env, key), Some(expected), "{key}");
+        }
+        assert!(
+            !args.local_issuer(),
+            "another issuer: the local one is not started"
+        );
+        let documented = documented_pass_through();
+        assert!(documented.len() >= 8, "{documented:?}");
+        for key in &documented {
+            assert!(
+                want.iter().any(|(k, _)| k == key),
+                "the README says `stack up` passes {key} on, and this test does not check it"
+            );
+        }
+        for (key, _) in want {
+            assert!(
+                documented.iter().any(|k| k == key),
+                "{key} is passed on but not documented"
+            );
+        }
+    }
+
+    #[test]
+    fn without_settings_the_stack_uses_its_local_issuer() {
+        let args = parse(&["--issuer-port", "9999"]);
+        let env = args.service_env();
+        assert!(args.local_issuer());
+        assert_eq!(
+            value(&env, "LIVEVOTE_JWKS_URL"),
+            Some("http://127.0.0.1:9999/.well-known/jwks.json")
+        );
+        assert_eq!(value(&env, "LIVEVOTE_JWT_ISSUER"), Some(DEFAULT_ISSUER));
+        assert_eq!(value(&env, "LIVEVOTE_JWT_AUDIENCE"), Some(DEFAULT_AUDIENCE));
+    }
 
     #[test]
     fn host_and_port_of_urls() {

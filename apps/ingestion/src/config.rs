@@ -87,6 +87,10 @@ pub struct Config {
     /// Clock skew tolerated on `exp`/`nbf`, seconds (at most 30).
     #[arg(long, env = "LIVEVOTE_JWT_LEEWAY_SECS", default_value = "10", value_parser = seconds)]
     pub jwt_leeway: Duration,
+    /// Longest token lifetime accepted (`exp - iat`), seconds; tokens must then carry `iat`.
+    /// `0`: no cap (and no `iat` needed).
+    #[arg(long, env = "LIVEVOTE_JWT_MAX_LIFETIME_SECS", default_value = "86400", value_parser = seconds)]
+    pub jwt_max_lifetime: Duration,
     /// How often the JWKS is refetched in the background, seconds.
     #[arg(long, env = "LIVEVOTE_JWKS_REFRESH_SECS", default_value = "600", value_parser = seconds)]
     pub jwks_refresh: Duration,

@@ -224,7 +224,7 @@ async fn not_started_and_cancelled_elections_refuse_votes() {
         Err(CastVoteError::Rejected(Rejection::NotStarted { .. }))
     ));
     let mut loaded = h.db.load(later.id()).await.unwrap();
-    loaded.cancel(now).unwrap();
+    loaded.cancel(now, 0, None).unwrap();
     h.db.update(&loaded, AdminAction::Cancelled, &operator(), "", now)
         .await
         .unwrap();

@@ -40,13 +40,28 @@
       cell(tr, "oldestQueued", r.oldestQueuedAgeSeconds == null ? "-" : r.oldestQueuedAgeSeconds.toFixed(1) + " s");
       cell(tr, "difference", r.liveVsPersistedDifference);
       cell(tr, "verdict", r.verdictText);
+      cell(tr, "allowsFinal", r.allowsFinal ? "yes" : "no");
+      if (r.deadLettered > 0) tr.className += " dead-letters";
       tbody.appendChild(tr);
     });
+    var dead = page.deadLetterMessages || 0;
     body.dataset.alarm = String(page.alarm);
     body.dataset.elections = String(page.content.length);
+    body.dataset.deadLetters = String(dead);
+    body.dataset.unattributed = String(page.unattributedDeadLetters || 0);
+    var dlq = document.getElementById("dlq");
+    dlq.hidden = dead === 0;
+    dlq.textContent = dead === 0 ? "" :
+      "Dead-letter queue: " + dead + (dead === 1 ? " message" : " messages") +
+      ", " + page.unattributedDeadLetters + " unattributed (no election can be read from them)" +
+      (page.deadLetteredElsewhere > 0 ? ", " + page.deadLetteredElsewhere + " votes of elections not listed here" : "") +
+      ". No result is final while unattributed messages wait; see livevote dlq list.";
     var alarm = document.getElementById("alarm");
-    alarm.textContent = page.alarm ? "ALARM: accepted votes missing" : "OK: no loss";
-    alarm.className = "alarm " + (page.alarm ? "on" : "off");
+    var state = page.alarm ? "on" : dead > 0 ? "warn" : "off";
+    alarm.textContent = page.alarm ? "ALARM: accepted votes missing" :
+      dead > 0 ? "ATTENTION: " + dead + " in the dead-letter queue" : "OK: no loss";
+    alarm.className = "alarm " + state;
+    body.dataset.alarmState = state;
     document.getElementById("updated").textContent = new Date().toISOString();
     body.dataset.loaded = "true";
   }

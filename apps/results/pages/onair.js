@@ -35,7 +35,9 @@
     body.dataset.embargoed = String(doc.embargoed);
     var badge = document.getElementById("badge");
     text(badge, doc.embargoed ? "EMBARGOED" : doc["final"] ? "FINAL" : doc.status === "ACTIVE" ? "LIVE" : doc.status);
+    // Each state has a colour of its own: a cancelled vote must never look live on air.
     badge.className = "badge " + state;
+    badge.dataset.state = state;
     document.getElementById("embargo").hidden = !doc.embargoed;
     bars.hidden = doc.embargoed;
     if (doc.embargoed) {
@@ -45,13 +47,20 @@
       return;
     }
     var seen = {};
-    var leader = Math.max.apply(null, doc.totals.map(function (t) { return t.percentage; }).concat([0]));
+    // The leader is decided by votes, never by the rounded percentage: 1,320 and 1,321 votes
+    // can both show 25.3 %, and only one of them leads. Equal counts are a tie, shown as one.
+    var most = Math.max.apply(null, doc.totals.map(function (t) { return t.votes; }).concat([0]));
+    var leaders = most > 0 ? doc.totals.filter(function (t) { return t.votes === most; }).length : 0;
+    body.dataset.leaders = String(leaders);
     doc.totals.forEach(function (t) {
       seen[t.candidateId] = true;
       var r = bars.querySelector('[data-candidate-id="' + t.candidateId + '"]') || row(t);
+      var leads = most > 0 && t.votes === most;
       r.dataset.votes = String(t.votes);
       r.dataset.percentage = t.percentage.toFixed(1);
-      r.classList.toggle("leading", leader > 0 && t.percentage === leader);
+      r.dataset.leading = String(leads);
+      r.classList.toggle("leading", leads);
+      r.classList.toggle("tied", leads && leaders > 1);
       text(r.querySelector(".name"), t.name);
       text(r.querySelector(".party"), t.party || "");
       text(r.querySelector(".pct"), t.percentage.toFixed(1) + "%");

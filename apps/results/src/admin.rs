@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use livevote_domain::{
-    ActorId, CandidateDraft, CandidateId, Election, ElectionEdit, ElectionError, ElectionId, ElectionStatus,
-    NewElection, ResultsVisibility,
+    ActorId, CancelReason, CandidateDraft, CandidateId, Election, ElectionEdit, ElectionError, ElectionId,
+    ElectionStatus, NewElection, ResultsVisibility,
 };
 use livevote_ports::{
     AdminAction, AdminError, AuditEntry, ChangeKind, Clock, ElectionAdmin, ElectionAnnouncer, Page,
@@ -167,9 +167,8 @@ where
             ElectionStatus::Scheduled => (AdminAction::Scheduled, ChangeKind::Scheduled),
             ElectionStatus::Active => (AdminAction::Opened, ChangeKind::Opened),
             ElectionStatus::Closed => (AdminAction::Closed, ChangeKind::Closed),
-            ElectionStatus::Cancelled => (AdminAction::Cancelled, ChangeKind::Cancelled),
-            // The domain refuses DRAFT as a target; let it say so.
-            ElectionStatus::Draft => (AdminAction::Edited, ChangeKind::Edited),
+            // The domain refuses DRAFT and CANCELLED (see `cancel`) here; let it say so.
+            ElectionStatus::Cancelled | ElectionStatus::Draft => (AdminAction::Edited, ChangeKind::Edited),
         };
         let grace = self.close_grace;
         self.change(actor, id, action, kind, |e, now| {
@@ -180,6 +179,37 @@ where
             };
             moved.map(|()| format!("{from} -> {to}"))
         })
+        .await
+    }
+
+    /// Cancels an election. `votes_held` is what the election holds now
+    /// (accepted or stored); with any, the domain wants a `reason`, which
+    /// the audit log keeps.
+    ///
+    /// # Errors
+    /// [`AdminServiceError`]; `Rejected(CancelNeedsReason)` for votes without a reason,
+    /// `Rejected(InvalidTransition)` once closed or cancelled.
+    pub async fn cancel(
+        &self,
+        actor: &ActorId,
+        id: ElectionId,
+        votes_held: u64,
+        reason: Option<CancelReason>,
+    ) -> Result<Election, AdminServiceError> {
+        self.change(
+            actor,
+            id,
+            AdminAction::Cancelled,
+            ChangeKind::Cancelled,
+            |e, now| {
+                let from = e.effective_status(now);
+                e.cancel(now, votes_held, reason.as_ref())?;
+                Ok(match &reason {
+                    Some(r) => format!("{from} -> CANCELLED ({votes_held} votes held): {r}"),
+                    None => format!("{from} -> CANCELLED ({votes_held} votes held)"),
+                })
+            },
+        )
         .await
     }
 

@@ -79,6 +79,7 @@ impl App {
         let prometheus = telemetry.prometheus.clone();
         let tokens = JwksVerifier::new(JwksConfig {
             leeway: config.jwt_leeway,
+            max_lifetime: (!config.jwt_max_lifetime.is_zero()).then_some(config.jwt_max_lifetime),
             ..JwksConfig::new(&config.jwks_url, &config.jwt_issuer, &config.jwt_audience)
         })
         .context("building the JWKS client")?;

@@ -8,8 +8,8 @@ use livevote_domain::{
     Verdict, VoteId, VoterId,
 };
 use livevote_ports::{
-    CatalogError, ClaimState, Clock, DedupError, ElectionCatalog, HourlyCount, LiveTallies, QueueError,
-    QueueInspector, StoreError, VoteDedup, VoteStore,
+    CatalogError, ClaimState, Clock, DeadLetterSummary, DedupError, ElectionCatalog, HourlyCount,
+    LiveTallies, QueueError, QueueInspector, StoreError, VoteDedup, VoteStore,
 };
 
 /// Why results or reconciliation could not be read.
@@ -96,6 +96,8 @@ pub struct CandidateDrift {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reconciliation {
     pub election_id: ElectionId,
+    /// Effective status when reconciled.
+    pub status: ElectionStatus,
     pub counts: ReconciliationCounts,
     pub verdict: Verdict,
     /// Redelivered copies ignored by the store (informational).
@@ -109,7 +111,7 @@ pub struct Reconciliation {
 impl Reconciliation {
     /// Whether persisted counts may be published as final now (see `ReconciliationCounts::allows_final`).
     pub fn allows_final(&self) -> bool {
-        self.counts.allows_final()
+        self.counts.allows_final(self.status)
     }
 }
 
@@ -326,6 +328,26 @@ where
         Ok((Arc::new(election), tally))
     }
 
+    /// The votes an election holds: the larger of the live accepted total
+    /// and the stored count (either may run ahead of the other).
+    ///
+    /// # Errors
+    /// [`ResultsError`].
+    pub async fn votes_held(&self, id: ElectionId) -> Result<u64, ResultsError> {
+        let election = self.election(id).await?;
+        let accepted = Tally::for_election(&election, &self.inner.live.accepted_counts(id).await?).total();
+        let stored = self.inner.store.counts(id).await?.persisted;
+        Ok(accepted.max(stored))
+    }
+
+    /// What the dead-letter queue holds, per election and unattributed.
+    ///
+    /// # Errors
+    /// [`ResultsError::Unavailable`].
+    pub async fn dead_letters(&self) -> Result<DeadLetterSummary, ResultsError> {
+        Ok(self.inner.queue.dead_letter_summary().await?)
+    }
+
     /// Accepted vs persisted vs dropped vs dead-lettered vs in flight.
     ///
     /// # Errors
@@ -348,15 +370,16 @@ where
         // report a vote as lost while it is merely on its way.
         let live = Tally::for_election(election, &self.inner.live.accepted_counts(id).await?);
         let stats = self.inner.queue.stats().await?;
-        let dead = self.inner.queue.dead_lettered_votes().await?;
+        let dead = self.inner.queue.dead_letter_summary().await?;
         let persisted = Tally::for_election(election, &self.inner.store.persisted_tallies(id).await?);
         let store = self.inner.store.counts(id).await?;
         let counts = ReconciliationCounts {
             accepted: live.total(),
             persisted: store.persisted,
             duplicates: store.duplicates,
-            dead_lettered: dead.iter().filter(|(e, _)| *e == id).map(|(_, n)| n).sum(),
+            dead_lettered: dead.votes_of(id),
             in_flight: stats.pending_messages(),
+            unattributed_dead_letters: dead.unattributed_messages,
         };
         let per_candidate = election
             .candidates()
@@ -369,11 +392,12 @@ where
             .collect();
         Ok(Reconciliation {
             election_id: id,
+            status: election.effective_status(now),
             counts,
             verdict: counts.verdict(),
             redeliveries: store.redeliveries,
             oldest_queued_age: stats.oldest_age,
-            dead_letter_messages: stats.dead_letter_messages,
+            dead_letter_messages: dead.messages,
             per_candidate,
             generated_at: now,
         })

@@ -67,9 +67,10 @@ async fn admin_endpoints_enforce_permissions_audit_every_change_and_announce_it(
         .assert_error(422, "VALIDATION_FAILED");
     let mut backwards = valid.clone();
     backwards["endsAt"] = json!((now - chrono::Duration::hours(1)).to_rfc3339());
+    // Both times are well formed; the rule across them is a 422 like the other content rules.
     call(h, &app, "POST", list, Some(&admin), Some(backwards), &[])
         .await
-        .assert_error(400, "INVALID_REQUEST");
+        .assert_error(422, "VALIDATION_FAILED");
     let text = h
         .post(app.url(list))
         .bearer_auth(&admin)
@@ -385,6 +386,118 @@ fn tenths(totals: &Value) -> Vec<i64> {
         .iter()
         .map(|t| (t["percentage"].as_f64().unwrap() * 10.0).round() as i64)
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_election_with_votes_is_cancelled_only_by_a_status_change_with_a_reason() {
+    let s = Stack::new().await;
+    let app = s.start(&[]);
+    let admin = s.admin_token();
+    let h = &s.http;
+    let e = create_election(&s, &app, &["Ada", "Grace"], true, json!({})).await;
+    let id = e["electionId"].as_str().unwrap().to_owned();
+    let base = format!("/api/v1/admin/elections/{id}");
+    for i in 0..3 {
+        s.accept(election_id(&e), candidate_id(&e, i % 2), &format!("auth0|v{i}"))
+            .await;
+    }
+    let auditor = s.auditor_token();
+    let log = |h: &reqwest::Client| {
+        let (app, admin, id) = (&app, auditor.clone(), id.clone());
+        let h = h.clone();
+        async move {
+            call(
+                &h,
+                app,
+                "GET",
+                &format!("/api/v1/audit/elections/{id}/log?size=100"),
+                Some(&admin),
+                None,
+                &[],
+            )
+            .await
+            .body
+        }
+    };
+    let before = call(h, &app, "GET", &base, Some(&admin), None, &[]).await.body;
+    let log_before = log(h).await["totalElements"].clone();
+
+    // One DELETE must not take a live show's votes away.
+    let refused = call(h, &app, "DELETE", &base, Some(&admin), None, &[]).await;
+    refused.assert_error(409, "ELECTION_HAS_VOTES");
+    assert!(
+        refused.body["message"].as_str().unwrap().contains("3 votes"),
+        "{}",
+        refused.body
+    );
+    // A status change without a reason, or with a bad one, is refused too.
+    for (body, field) in [
+        (json!({"status": "CANCELLED"}), "reason"),
+        (json!({"status": "CANCELLED", "reason": " x "}), "reason"),
+        (
+            json!({"status": "CLOSED", "reason": "a reason for a close"}),
+            "reason",
+        ),
+        (json!({"status": "DRAFT"}), "status"),
+    ] {
+        let a = call(
+            h,
+            &app,
+            "PATCH",
+            &format!("{base}/status"),
+            Some(&admin),
+            Some(body.clone()),
+            &[],
+        )
+        .await;
+        a.assert_error(400, "INVALID_REQUEST");
+        assert_eq!(a.body["details"]["field"], field, "{body}: {}", a.body);
+    }
+    let after = call(h, &app, "GET", &base, Some(&admin), None, &[]).await.body;
+    assert_eq!(after["status"], "ACTIVE");
+    assert_eq!(after["version"], before["version"], "refusals change nothing");
+    assert_eq!(
+        log(h).await["totalElements"],
+        log_before,
+        "refusals are not logged as changes"
+    );
+
+    // The explicit change with a reason cancels, and the audit log keeps the reason.
+    let reason = "the phone lines were compromised";
+    let cancelled = call(
+        h,
+        &app,
+        "PATCH",
+        &format!("{base}/status"),
+        Some(&admin),
+        Some(json!({"status": "CANCELLED", "reason": reason})),
+        &[],
+    )
+    .await;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "CANCELLED");
+    let entries = log(h).await;
+    let last = entries["content"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "ELECTION_CANCELLED", "{entries}");
+    assert_eq!(last["actor"], "auth0|producer-1");
+    let details = last["details"].as_str().unwrap();
+    assert!(
+        details.contains(reason) && details.contains("3 votes"),
+        "{details}"
+    );
+
+    // An election without votes is still cancelled by DELETE.
+    let empty = create_election(&s, &app, &["Ada", "Grace"], true, json!({})).await;
+    let empty_base = format!(
+        "/api/v1/admin/elections/{}",
+        empty["electionId"].as_str().unwrap()
+    );
+    assert_eq!(
+        call(h, &app, "DELETE", &empty_base, Some(&admin), None, &[])
+            .await
+            .status,
+        204
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

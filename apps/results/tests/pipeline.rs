@@ -404,6 +404,10 @@ async fn dead_lettered_votes_are_accounted_but_block_final() {
     assert!(s.db.find_vote(receipt.vote_id).await.unwrap().is_some());
     let r = s.results.reconcile(s.election.id()).await.unwrap();
     assert_eq!(r.verdict, Verdict::Balanced);
+    assert!(!r.allows_final(), "an election still voting is never final");
+    // Once the window is over it may be.
+    s.clock.advance(ChronoDuration::hours(2));
+    let r = s.results.reconcile(s.election.id()).await.unwrap();
     assert!(r.allows_final());
     let claim = s
         .dedup

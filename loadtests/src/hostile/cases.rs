@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use livevote_domain::{CandidateCount, CandidateId, ElectionId};
+use livevote_ports::LiveTallies;
+
 use super::Suite;
 
 /// Viewers the cases vote as.
@@ -362,6 +365,23 @@ pub async fn run_all(s: &mut Suite, only: Option<&str>) -> anyhow::Result<()> {
         let t = s.issuer.sign(s.issuer.header(), &claims(s, |c| change(c)));
         case!(name, "401 INVALID_TOKEN", vote_with(s, &t).await);
     }
+    // The lifetime cap (LIVEVOTE_JWT_MAX_LIFETIME_SECS, a day by default).
+    let forever = s.issuer.sign(
+        s.issuer.header(),
+        &claims(s, |c| c["exp"] = json!(999_999_999_999_i64)),
+    );
+    case!(
+        "token: exp in the year 33658",
+        "401 INVALID_TOKEN",
+        vote_with(s, &forever).await
+    );
+    let no_iat = s.issuer.sign(
+        s.issuer.header(),
+        &claims(s, |c| {
+            c.as_object_mut().map(|o| o.remove("iat"));
+        }),
+    );
+    case!("token: no iat", "401 INVALID_TOKEN", vote_with(s, &no_iat).await);
     // Headers jsonwebtoken cannot write: assembled by hand and signed with the real key is not
     // possible here, so these carry the real signature of a different header (tampering).
     let genuine = s.viewer_token(1);
@@ -744,6 +764,125 @@ pub async fn run_all(s: &mut Suite, only: Option<&str>) -> anyhow::Result<()> {
             )
         )
         .await
+    );
+    admin_cases(s, only).await
+}
+
+/// `STATUS CODE` of an answer of the results service.
+fn reply(r: &livevote_cli::api::Reply) -> String {
+    format!("{} {}", r.status, r.body["code"].as_str().unwrap_or("-"))
+}
+
+/// The effective status of an election, as the admin API reads it.
+async fn status_of(s: &Suite, id: &str) -> String {
+    match s
+        .api
+        .results(
+            reqwest::Method::GET,
+            &format!("/api/v1/admin/elections/{id}"),
+            None,
+        )
+        .await
+    {
+        Ok(r) => r.body["effectiveStatus"].as_str().unwrap_or("?").to_owned(),
+        Err(e) => format!("unreadable: {e}"),
+    }
+}
+
+/// Producers' and auditors' endpoints: a live show is not cancelled by one
+/// DELETE, and free text cannot turn into a formula in the CSV export.
+async fn admin_cases(s: &mut Suite, only: Option<&str>) -> anyhow::Result<()> {
+    macro_rules! case {
+        ($name:expr, $expected:expr, $observed:expr) => {
+            if only.is_none_or(|o| $name.contains(o)) {
+                let observed = $observed;
+                s.record($name, $expected, observed).await;
+            }
+        };
+    }
+    // A live election of its own holding 440 accepted votes (set in the live tally: the
+    // suite's own elections must stay empty).
+    let (held, candidates) = s
+        .api
+        .create_election_ids("hostile: a live show with votes", &["Ada", "Grace"], 60)
+        .await?;
+    s.api.open(&held).await?;
+    let id = ElectionId::parse(&held).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let counts = |n: u64| -> anyhow::Result<Vec<CandidateCount>> {
+        Ok(vec![CandidateCount {
+            candidate_id: CandidateId::parse(&candidates[0]).map_err(|e| anyhow::anyhow!("{e}"))?,
+            votes: n,
+        }])
+    };
+    s.redis.replace_counts(id, &counts(440)?).await?;
+    let path = format!("/api/v1/admin/elections/{held}");
+    let deleted = s.api.results(reqwest::Method::DELETE, &path, None).await?;
+    case!(
+        "admin: one DELETE of a live election holding votes",
+        "409 ELECTION_HAS_VOTES, still ACTIVE",
+        format!("{}, still {}", reply(&deleted), status_of(s, &held).await)
+    );
+    let no_reason = s
+        .api
+        .results(
+            reqwest::Method::PATCH,
+            &format!("{path}/status"),
+            Some(json!({"status": "CANCELLED"})),
+        )
+        .await?;
+    case!(
+        "admin: CANCELLED without a reason",
+        "400 INVALID_REQUEST, still ACTIVE",
+        format!("{}, still {}", reply(&no_reason), status_of(s, &held).await)
+    );
+    // Leave nothing behind: cancel it properly and empty its tally.
+    s.api
+        .results(
+            reqwest::Method::PATCH,
+            &format!("{path}/status"),
+            Some(json!({"status": "CANCELLED", "reason": "hostile-input suite clean-up"})),
+        )
+        .await?
+        .expect(200, "cancelling with a reason")?;
+    s.redis.replace_counts(id, &counts(0)?).await?;
+
+    // Free text that a spreadsheet would run: accepted as text, defused in the CSV export.
+    let names = [
+        "=HYPERLINK(\"http://evil.example\")",
+        "+1+1",
+        "-2+3",
+        "@SUM(A1:A9)",
+        "<script>alert(1)</script>",
+    ];
+    let (export, _) = s
+        .api
+        .create_election_ids("<script>alert('title')</script>", &names, 60)
+        .await?;
+    let csv = s
+        .api
+        .results(
+            reqwest::Method::GET,
+            &format!("/api/v1/results/{export}/export.csv"),
+            None,
+        )
+        .await?;
+    let text = csv.body.as_str().unwrap_or_default();
+    let cells: Vec<&str> = text.lines().skip(1).filter_map(|l| l.split(',').nth(1)).collect();
+    let defused = cells.iter().filter(|c| c.starts_with("\"'")).count();
+    let script_as_text = cells.contains(&"\"<script>alert(1)</script>\"");
+    case!(
+        "export: formulas in names are defused in the CSV",
+        "200, 4 of 5 names defused, markup kept as quoted text",
+        format!(
+            "{}, {defused} of {} names defused, markup {}",
+            csv.status,
+            cells.len(),
+            if script_as_text {
+                "kept as quoted text"
+            } else {
+                "changed"
+            }
+        )
     );
     Ok(())
 }

@@ -35,13 +35,14 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VoteRequest {
     /// The election (UUID).
-    #[schema(example = "0193a4c2-7f00-7c2e-9a51-6b1d0c3e2f10")]
+    #[schema(format = Uuid, example = "0193a4c2-7f00-7c2e-9a51-6b1d0c3e2f10")]
     pub election_id: String,
     /// The candidate (UUID), one of the election's.
-    #[schema(example = "0193a4c2-7f00-7c2e-9a51-6b1d0c3e2f11")]
+    #[schema(format = Uuid, example = "0193a4c2-7f00-7c2e-9a51-6b1d0c3e2f11")]
     pub candidate_id: String,
-    /// Required when the election asks for a CAPTCHA (Cloudflare Turnstile token).
+    /// Required when the election asks for a CAPTCHA (Cloudflare Turnstile token, at most 2,048 characters).
     #[serde(default)]
+    #[schema(max_length = 2048, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub captcha_token: Option<String>,
 }
 
@@ -184,7 +185,7 @@ fn parse_vote(bytes: &[u8]) -> Result<(ElectionId, CandidateId, Option<String>),
         .map_err(|e| ApiError::invalid_field("candidateId", format!("candidateId: {e}")))?;
     if let Some(token) = &request.captcha_token {
         no_control("captchaToken", token)?;
-        if token.len() > MAX_CAPTCHA_TOKEN {
+        if token.chars().count() > MAX_CAPTCHA_TOKEN {
             return Err(ApiError::invalid_field(
                 "captchaToken",
                 format!("captchaToken is longer than {MAX_CAPTCHA_TOKEN} characters"),
@@ -218,7 +219,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
     tag = "votes",
     request_body = VoteRequest,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "makes the request safe to retry: a retry with the same key gets the same voteId (<= 255 visible ASCII characters)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "makes the request safe to retry: a retry with the same key gets the same voteId (1 to 255 visible ASCII characters)", min_length = 1, max_length = 255, pattern = r"^[!-~]{1,255}$"),
         ("X-Request-Id" = Option<String>, Header, description = "correlation id, echoed; generated when absent"),
     ),
     responses(
@@ -290,7 +291,7 @@ pub async fn cast_vote(
     get,
     path = "/api/v1/votes/status/{electionId}/me",
     tag = "votes",
-    params(("electionId" = String, Path, description = "the election (UUID)")),
+    params(("electionId" = uuid::Uuid, Path, description = "the election (UUID)")),
     responses(
         (status = 200, description = "whether the caller has an accepted vote", body = VoteStatus),
         (status = 400, description = "INVALID_REQUEST", body = ErrorBody),

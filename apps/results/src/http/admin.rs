@@ -3,12 +3,12 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use livevote_domain::{
-    ActorId, CandidateDraft, CandidateId, CandidateName, Description, Election, ElectionEdit, ElectionStatus,
-    NewElection, Party, ResultsVisibility, Timestamp, Title, VotingWindow,
+    ActorId, CancelReason, CandidateDraft, CandidateId, CandidateName, Description, Election, ElectionEdit,
+    ElectionStatus, NewElection, Party, ResultsVisibility, Timestamp, Title, VotingWindow,
 };
 use livevote_http::error::ErrorBody;
 use livevote_http::rfc3339;
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::{AppState, election_id, json_body, path_id};
+use super::{ApiQuery, AppState, election_id, json_body, path_id};
 
 /// A candidate.
 #[derive(Debug, Serialize, ToSchema)]
@@ -90,11 +90,14 @@ pub struct ElectionPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// 0-based page number.
+    /// 0-based page number (at most 1,000,000).
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 1000000)]
     pub page: Option<String>,
     /// Items per page, 1..=100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub size: Option<String>,
     /// Only elections whose effective status is this one.
+    #[param(pattern = r"^(DRAFT|SCHEDULED|ACTIVE|CLOSED|CANCELLED)$")]
     pub status: Option<String>,
 }
 
@@ -147,7 +150,7 @@ async fn admin(app: &AppState, headers: &HeaderMap) -> Result<ActorId, ApiError>
 pub async fn list(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ElectionPage>, ApiError> {
     admin(&app, &headers).await?;
     let page = page_request(q.page.as_deref(), q.size.as_deref())?;
@@ -170,9 +173,16 @@ pub async fn list(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CandidateInput {
-    /// 1..=200 characters, unique in the election (case-insensitive).
+    /// 1..=200 characters once surrounding whitespace is trimmed, no control characters; unique
+    /// in the election (case-insensitive).
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]{0,198}[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f])?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: String,
-    /// 1..=100 characters.
+    /// 1..=100 characters once trimmed, no control characters.
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]{0,98}[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f])?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub party: Option<String>,
 }
 
@@ -195,8 +205,10 @@ fn time(field: &'static str, s: &str) -> Result<Timestamp, ApiError> {
         .map_err(|e| ApiError::invalid_field(field, format!("{field} must be an RFC 3339 time: {e}")))
 }
 
+/// A window the schema cannot rule out (an end before the start) is a 422, like the other
+/// rules that need more than one field.
 fn window(start: Timestamp, end: Timestamp) -> Result<VotingWindow, ApiError> {
-    VotingWindow::new(start, end).map_err(|e| ApiError::invalid_field("endsAt", e.to_string()))
+    VotingWindow::new(start, end).map_err(|e| ApiError::ValidationFailed(format!("endsAt: {e}")))
 }
 
 fn visibility(field: &'static str, s: &str) -> Result<ResultsVisibility, ApiError> {
@@ -208,17 +220,27 @@ fn visibility(field: &'static str, s: &str) -> Result<ResultsVisibility, ApiErro
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateElection {
-    /// 3..=200 characters.
+    /// 3..=200 characters once surrounding whitespace is trimmed, no control characters.
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{1,198}[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub title: String,
-    /// Up to 2000 characters.
+    /// Up to 2000 characters once trimmed; line breaks and tabs allowed, no other control characters.
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?:[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f](?:[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]{0,1998}[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f])?)?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub description: Option<String>,
     /// RFC 3339.
+    #[schema(format = DateTime)]
     pub starts_at: String,
-    /// RFC 3339, after `startsAt`.
+    /// RFC 3339, after `startsAt` (422 otherwise).
+    #[schema(format = DateTime)]
     pub ends_at: String,
-    /// 2..=100 candidates.
+    /// 2..=100 candidates, names unique ignoring case (422 otherwise).
+    #[schema(min_items = 2, max_items = 100)]
     pub candidates: Vec<CandidateInput>,
     /// `LIVE` (default) or `HIDDEN` (embargoed until revealed).
+    #[schema(pattern = r"^(LIVE|HIDDEN)$")]
     pub results_visibility: Option<String>,
     #[serde(default)]
     pub captcha_required: bool,
@@ -277,7 +299,7 @@ pub async fn create(
 
 /// One election.
 #[utoipa::path(get, path = "/api/v1/admin/elections/{electionId}", tag = "admin",
-    params(("electionId" = String, Path, description = "election id (UUID)")),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the election", body = ElectionDoc),
@@ -301,16 +323,28 @@ pub async fn get_one(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateElection {
+    /// As in the creation.
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{1,198}[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub title: Option<String>,
+    /// As in the creation.
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?:[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f](?:[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]{0,1998}[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f])?)?[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub description: Option<String>,
+    /// RFC 3339; with `endsAt`, or alone against the stored end.
+    #[schema(format = DateTime)]
     pub starts_at: Option<String>,
+    /// RFC 3339, after the start (422 otherwise).
+    #[schema(format = DateTime)]
     pub ends_at: Option<String>,
     pub captcha_required: Option<bool>,
 }
 
 /// Changes an election's settings (only before voting starts).
 #[utoipa::path(put, path = "/api/v1/admin/elections/{electionId}", tag = "admin",
-    params(("electionId" = String, Path, description = "election id (UUID)")),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)")),
     request_body = UpdateElection,
     security(("bearer" = [])),
     responses(
@@ -365,9 +399,10 @@ pub async fn update(
     Ok(Json(election_doc(&e)))
 }
 
-/// Cancels an election (DRAFT, SCHEDULED or ACTIVE -> CANCELLED).
+/// Cancels an election that holds no votes (DRAFT, SCHEDULED or ACTIVE -> CANCELLED). One
+/// holding votes is cancelled only by a status change to CANCELLED with a reason.
 #[utoipa::path(delete, path = "/api/v1/admin/elections/{electionId}", tag = "admin",
-    params(("electionId" = String, Path, description = "election id (UUID)")),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)")),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "cancelled"),
@@ -375,7 +410,7 @@ pub async fn update(
         (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
         (status = 404, description = "ELECTION_NOT_FOUND", body = ErrorBody),
-        (status = 409, description = "INVALID_TRANSITION (closed or already cancelled), CONCURRENT_UPDATE", body = ErrorBody),
+        (status = 409, description = "ELECTION_HAS_VOTES (PATCH the status to CANCELLED with a reason), INVALID_TRANSITION (closed or already cancelled), CONCURRENT_UPDATE", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE", body = ErrorBody),
     ))]
 pub async fn cancel(
@@ -384,28 +419,59 @@ pub async fn cancel(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let actor = admin(&app, &headers).await?;
-    app.admin
-        .transition(actor, election_id(&raw)?, ElectionStatus::Cancelled)
-        .await?;
+    let id = election_id(&raw)?;
+    let held = app.reads.votes_held(id).await?;
+    app.admin.cancel(actor, id, held, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A lifecycle move.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A lifecycle move, as the handler reads it (see [`StatusChangeBody`] for the contract).
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StatusChange {
+    pub status: String,
+    pub reason: Option<String>,
+}
+
+/// A lifecycle move: SCHEDULED, ACTIVE (open now) or CLOSED (close now) without a reason, or
+/// CANCELLED with one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum StatusChangeBody {
+    Move(StatusMove),
+    Cancel(StatusCancel),
+}
+
+/// Schedules, opens or closes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusMove {
     /// `SCHEDULED`, `ACTIVE` (open now) or `CLOSED` (close now).
+    #[schema(pattern = r"^(SCHEDULED|ACTIVE|CLOSED)$")]
     pub status: String,
 }
 
-/// Schedules, opens or closes an election.
+/// Cancels, with the reason the audit log keeps.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusCancel {
+    #[schema(pattern = r"^CANCELLED$")]
+    pub status: String,
+    /// Why the election is cancelled: 3..=500 characters once trimmed, no control characters.
+    #[schema(
+        pattern = r"^[\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]{1,498}[^\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
+    pub reason: String,
+}
+
+/// Schedules, opens, closes or cancels an election.
 #[utoipa::path(patch, path = "/api/v1/admin/elections/{electionId}/status", tag = "admin",
-    params(("electionId" = String, Path, description = "election id (UUID)")),
-    request_body = StatusChange,
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)")),
+    request_body = StatusChangeBody,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the election as saved", body = ElectionDoc),
-        (status = 400, description = "INVALID_REQUEST (status not SCHEDULED, ACTIVE or CLOSED)", body = ErrorBody),
+        (status = 400, description = "INVALID_REQUEST (status not SCHEDULED, ACTIVE, CLOSED or CANCELLED; a reason missing for CANCELLED or given for another status)", body = ErrorBody),
         (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
         (status = 404, description = "ELECTION_NOT_FOUND", body = ErrorBody),
@@ -424,22 +490,41 @@ pub async fn set_status(
     let id = election_id(&raw)?;
     let input: StatusChange = json_body(&headers, &body)?;
     let to = status_param("status", &input.status)?;
-    if !matches!(
-        to,
-        ElectionStatus::Scheduled | ElectionStatus::Active | ElectionStatus::Closed
-    ) {
-        return Err(ApiError::invalid_field(
-            "status",
-            "status must be SCHEDULED, ACTIVE or CLOSED (DELETE cancels)",
-        ));
-    }
-    let e = app.admin.transition(actor, id, to).await?;
+    let e = match (to, input.reason.as_deref()) {
+        (ElectionStatus::Cancelled, Some(reason)) => {
+            let reason = CancelReason::parse(reason)
+                .map_err(|e| ApiError::invalid_field("reason", format!("reason: {e}")))?;
+            let held = app.reads.votes_held(id).await?;
+            app.admin.cancel(actor, id, held, Some(reason)).await?
+        }
+        (ElectionStatus::Cancelled, None) => {
+            return Err(ApiError::invalid_field(
+                "reason",
+                "reason is required to cancel (3..=500 characters, kept in the audit log)",
+            ));
+        }
+        (ElectionStatus::Scheduled | ElectionStatus::Active | ElectionStatus::Closed, None) => {
+            app.admin.transition(actor, id, to).await?
+        }
+        (ElectionStatus::Scheduled | ElectionStatus::Active | ElectionStatus::Closed, Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "reason",
+                "reason is only taken with status CANCELLED",
+            ));
+        }
+        (ElectionStatus::Draft, _) => {
+            return Err(ApiError::invalid_field(
+                "status",
+                "status must be SCHEDULED, ACTIVE, CLOSED or CANCELLED",
+            ));
+        }
+    };
     Ok(Json(election_doc(&e)))
 }
 
 /// Adds a candidate (only before voting starts).
 #[utoipa::path(post, path = "/api/v1/admin/elections/{electionId}/candidates", tag = "admin",
-    params(("electionId" = String, Path, description = "election id (UUID)")),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)")),
     request_body = CandidateInput,
     security(("bearer" = [])),
     responses(
@@ -479,8 +564,8 @@ fn candidate_id(raw: &str) -> Result<CandidateId, ApiError> {
 
 /// Renames a candidate or changes its party (only before voting starts).
 #[utoipa::path(put, path = "/api/v1/admin/elections/{electionId}/candidates/{candidateId}", tag = "admin",
-    params(("electionId" = String, Path, description = "election id (UUID)"),
-           ("candidateId" = String, Path, description = "candidate id (UUID)")),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)"),
+           ("candidateId" = uuid::Uuid, Path, description = "candidate id (UUID)")),
     request_body = CandidateInput,
     security(("bearer" = [])),
     responses(
@@ -513,8 +598,8 @@ pub async fn update_candidate(
 
 /// Removes a candidate (only before voting starts).
 #[utoipa::path(delete, path = "/api/v1/admin/elections/{electionId}/candidates/{candidateId}", tag = "admin",
-    params(("electionId" = String, Path, description = "election id (UUID)"),
-           ("candidateId" = String, Path, description = "candidate id (UUID)")),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)"),
+           ("candidateId" = uuid::Uuid, Path, description = "candidate id (UUID)")),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "removed"),
@@ -543,12 +628,13 @@ pub async fn remove_candidate(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VisibilityChange {
     /// `HIDDEN` (embargo: public answers carry no counts) or `LIVE` (reveal).
+    #[schema(pattern = r"^(LIVE|HIDDEN)$")]
     pub results_visibility: String,
 }
 
 /// Hides or reveals results, at any point of the lifecycle.
 #[utoipa::path(put, path = "/api/v1/admin/elections/{electionId}/visibility", tag = "admin",
-    params(("electionId" = String, Path, description = "election id (UUID)")),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)")),
     request_body = VisibilityChange,
     security(("bearer" = [])),
     responses(

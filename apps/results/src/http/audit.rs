@@ -2,7 +2,7 @@
 //! them, the admin audit log; and a voter's own receipt.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use livevote_domain::{ElectionId, Verdict, VoteId};
 use livevote_http::error::ErrorBody;
@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::admin::page_request;
 use super::error::ApiError;
-use super::{AppState, election_id, path_id};
+use super::{ApiQuery, AppState, election_id, path_id};
 use crate::service::Reconciliation;
 
 /// Accepted vs persisted for one candidate.
@@ -54,6 +54,9 @@ pub struct ReconciliationDoc {
     pub oldest_queued_age_seconds: Option<f64>,
     /// Messages in the dead-letter queue (all elections).
     pub dead_letter_messages: u64,
+    /// Dead-lettered messages that name no election (they do not decode): any of them may hold
+    /// this election's votes, so while there are any no election is final.
+    pub unattributed_dead_letters: u64,
     /// `balanced`, `pending`, `lost` or `surplus`.
     pub verdict: &'static str,
     /// The n of `lost n` / `surplus n`, the messages in flight of `pending`, 0 when balanced.
@@ -62,7 +65,8 @@ pub struct ReconciliationDoc {
     pub verdict_text: String,
     /// True when accepted votes are missing: page someone.
     pub alarm: bool,
-    /// Persisted counts may be published as final now (closed, drained, nothing lost, empty DLQ).
+    /// Persisted counts may be published as final now: closed, drained, nothing lost, and no dead
+    /// letter of this election's nor an unattributed one.
     pub allows_final: bool,
     /// Live accepted total minus persisted total.
     pub live_vs_persisted_difference: i64,
@@ -97,6 +101,7 @@ fn reconciliation_doc(
         in_flight: r.counts.in_flight,
         oldest_queued_age_seconds: r.oldest_queued_age.map(|d| d.as_secs_f64()),
         dead_letter_messages: r.dead_letter_messages,
+        unattributed_dead_letters: r.counts.unattributed_dead_letters,
         verdict: r.verdict.as_str(),
         verdict_count,
         verdict_text: r.verdict.to_string(),
@@ -141,7 +146,7 @@ async fn reconcile_one(app: &AppState, id: ElectionId) -> Result<ReconciliationD
 
 /// Accepted vs persisted vs dropped vs dead-lettered vs in flight, with the verdict.
 #[utoipa::path(get, path = "/api/v1/audit/elections/{electionId}/reconciliation", tag = "audit",
-    params(("electionId" = String, Path, description = "election id (UUID)")),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the reconciliation", body = ReconciliationDoc),
@@ -165,9 +170,11 @@ pub async fn reconciliation(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// 0-based page number.
+    /// 0-based page number (at most 1,000,000).
+    #[param(value_type = Option<u32>, minimum = 0, maximum = 1000000)]
     pub page: Option<String>,
     /// Items per page, 1..=100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     pub size: Option<String>,
 }
 
@@ -182,6 +189,12 @@ pub struct ReconciliationPage {
     pub total_pages: u64,
     /// True when any election of this page has lost votes.
     pub alarm: bool,
+    /// Messages in the dead-letter queue, whatever election they belong to.
+    pub dead_letter_messages: u64,
+    /// Of those, the messages that name no election (they do not decode).
+    pub unattributed_dead_letters: u64,
+    /// Dead-lettered votes of elections that are not on this page (or do not exist).
+    pub dead_lettered_elsewhere: u64,
 }
 
 /// The reconciliation of every election, newest first (the auditors' dashboard).
@@ -198,7 +211,7 @@ pub struct ReconciliationPage {
 pub async fn reconciliation_all(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<ReconciliationPage>, ApiError> {
     app.require(&headers, Permission::AuditRead).await?;
     let page = page_request(q.page.as_deref(), q.size.as_deref())?;
@@ -207,8 +220,14 @@ pub async fn reconciliation_all(
     for e in &elections.content {
         content.push(reconcile_one(&app, e.id()).await?);
     }
+    let dead = app.reads.dead_letters().await?;
+    let listed: u64 = elections.content.iter().map(|e| dead.votes_of(e.id())).sum();
+    let all_votes: u64 = dead.votes_per_election.iter().map(|(_, n)| n).sum();
     Ok(Json(ReconciliationPage {
         alarm: content.iter().any(|r| r.alarm),
+        dead_letter_messages: dead.messages,
+        unattributed_dead_letters: dead.unattributed_messages,
+        dead_lettered_elsewhere: all_votes.saturating_sub(listed),
         total_pages: elections.total_pages(),
         content,
         page: elections.page,
@@ -246,7 +265,7 @@ pub struct AuditLogPage {
 
 /// The admin audit log of one election, oldest first.
 #[utoipa::path(get, path = "/api/v1/audit/elections/{electionId}/log", tag = "audit",
-    params(("electionId" = String, Path, description = "election id (UUID)"), PageQuery),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)"), PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "a page of the log", body = AuditLogPage),
@@ -260,7 +279,7 @@ pub async fn log(
     State(app): State<AppState>,
     Path(raw): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<PageQuery>,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<AuditLogPage>, ApiError> {
     app.require(&headers, Permission::AuditRead).await?;
     let id = election_id(&raw)?;
@@ -293,6 +312,7 @@ pub async fn log(
 pub struct ReceiptQuery {
     /// The election voted in: lets a vote accepted but not yet stored be found.
     #[serde(rename = "electionId")]
+    #[param(value_type = Option<uuid::Uuid>)]
     pub election_id: Option<String>,
 }
 
@@ -312,7 +332,7 @@ pub struct ReceiptDoc {
 
 /// The receipt of one of the caller's own votes: accepted or persisted, and when.
 #[utoipa::path(get, path = "/api/v1/votes/{voteId}/receipt", tag = "votes",
-    params(("voteId" = String, Path, description = "vote id (UUID) from the 202 answer"), ReceiptQuery),
+    params(("voteId" = uuid::Uuid, Path, description = "vote id (a version 7 UUID) from the 202 answer", pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"), ReceiptQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "the receipt", body = ReceiptDoc),
@@ -325,7 +345,7 @@ pub async fn receipt(
     State(app): State<AppState>,
     Path(raw): Path<String>,
     headers: HeaderMap,
-    Query(q): Query<ReceiptQuery>,
+    ApiQuery(q): ApiQuery<ReceiptQuery>,
 ) -> Result<Json<ReceiptDoc>, ApiError> {
     let voter = app.principal(&headers).await?.subject;
     let vote = path_id("voteId", &raw, VoteId::parse)?;

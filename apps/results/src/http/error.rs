@@ -30,6 +30,8 @@ pub enum ApiError {
     MethodNotAllowed,
     ElectionLocked(String),
     InvalidTransition(String),
+    /// A DELETE of an election that holds votes: cancelling it takes a reason.
+    ElectionHasVotes(String),
     ConcurrentUpdate,
     ResultsNotFinal,
     /// The domain refused the content of a change (candidates, window...).
@@ -93,6 +95,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::ElectionLocked(_)
             | ApiError::InvalidTransition(_)
+            | ApiError::ElectionHasVotes(_)
             | ApiError::ConcurrentUpdate
             | ApiError::ResultsNotFinal => StatusCode::CONFLICT,
             ApiError::ValidationFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -117,6 +120,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::ElectionLocked(_) => "ELECTION_LOCKED",
             ApiError::InvalidTransition(_) => "INVALID_TRANSITION",
+            ApiError::ElectionHasVotes(_) => "ELECTION_HAS_VOTES",
             ApiError::ConcurrentUpdate => "CONCURRENT_UPDATE",
             ApiError::ResultsNotFinal => "RESULTS_NOT_FINAL",
             ApiError::ValidationFailed(_) => "VALIDATION_FAILED",
@@ -142,6 +146,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method not allowed on this resource".into(),
             ApiError::ElectionLocked(why)
             | ApiError::InvalidTransition(why)
+            | ApiError::ElectionHasVotes(why)
             | ApiError::ValidationFailed(why) => why.clone(),
             ApiError::ConcurrentUpdate => {
                 "the election was changed by someone else at the same time; reload and retry".into()
@@ -218,6 +223,10 @@ impl From<AdminServiceError> for ApiError {
                 match rejected {
                     ElectionError::Locked { .. } => ApiError::ElectionLocked(message),
                     ElectionError::InvalidTransition { .. } => ApiError::InvalidTransition(message),
+                    ElectionError::CancelNeedsReason { .. } => ApiError::ElectionHasVotes(format!(
+                        "{message}: PATCH /api/v1/admin/elections/{{electionId}}/status with \
+                         {{\"status\":\"CANCELLED\",\"reason\":\"...\"}}"
+                    )),
                     ElectionError::UnknownCandidate(_) => ApiError::CandidateNotFound,
                     _ => ApiError::ValidationFailed(message),
                 }

@@ -26,16 +26,16 @@ use axum::http::{HeaderMap, Method, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use livevote_domain::{
-    ActorId, CandidateDraft, CandidateId, Election, ElectionEdit, ElectionId, ElectionStatus, NewElection,
-    ResultsVisibility, Tally, VoteId, VoterId,
+    ActorId, CancelReason, CandidateDraft, CandidateId, Election, ElectionEdit, ElectionId, ElectionStatus,
+    NewElection, ResultsVisibility, Tally, VoteId, VoterId,
 };
 use livevote_http::BoxFuture;
 use livevote_http::bearer::{Tokens, bearer};
 use livevote_http::health::ReadinessCheck;
 use livevote_http::observe::{Observer, observe};
 use livevote_ports::{
-    AuditEntry, Clock, ElectionAdmin, ElectionAnnouncer, ElectionCatalog, LiveTallies, Metrics, Page,
-    PageRequest, Permission, Principal, QueueInspector, VoteDedup, VoteStore,
+    AuditEntry, Clock, DeadLetterSummary, ElectionAdmin, ElectionAnnouncer, ElectionCatalog, LiveTallies,
+    Metrics, Page, PageRequest, Permission, Principal, QueueInspector, VoteDedup, VoteStore,
 };
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
@@ -47,10 +47,33 @@ use crate::live::LiveResults;
 use crate::service::{ElectionResults, Receipt, Reconciliation, ResultsError, ResultsService, Statistics};
 use error::ApiError;
 
+/// A query string parsed like `axum::extract::Query`, refused like every
+/// other bad input: `400 INVALID_REQUEST` in the error envelope (axum's own
+/// rejection is plain text).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| Self(q))
+            .map_err(|e| ApiError::invalid(e.body_text()))
+    }
+}
+
 /// The read use cases as the handlers see them.
 pub trait Reads: Send + Sync + 'static {
     fn results(&self, id: ElectionId) -> BoxFuture<'_, Result<ElectionResults, ResultsError>>;
     fn reconcile(&self, id: ElectionId) -> BoxFuture<'_, Result<Reconciliation, ResultsError>>;
+    fn dead_letters(&self) -> BoxFuture<'_, Result<DeadLetterSummary, ResultsError>>;
+    fn votes_held(&self, id: ElectionId) -> BoxFuture<'_, Result<u64, ResultsError>>;
     fn statistics(&self, id: ElectionId) -> BoxFuture<'_, Result<Statistics, ResultsError>>;
     fn persisted(&self, id: ElectionId) -> BoxFuture<'_, Result<(Arc<Election>, Tally), ResultsError>>;
     fn receipt(
@@ -74,6 +97,12 @@ where
     }
     fn reconcile(&self, id: ElectionId) -> BoxFuture<'_, Result<Reconciliation, ResultsError>> {
         Box::pin(ResultsService::reconcile(self, id))
+    }
+    fn dead_letters(&self) -> BoxFuture<'_, Result<DeadLetterSummary, ResultsError>> {
+        Box::pin(ResultsService::dead_letters(self))
+    }
+    fn votes_held(&self, id: ElectionId) -> BoxFuture<'_, Result<u64, ResultsError>> {
+        Box::pin(ResultsService::votes_held(self, id))
     }
     fn statistics(&self, id: ElectionId) -> BoxFuture<'_, Result<Statistics, ResultsError>> {
         Box::pin(ResultsService::statistics(self, id))
@@ -114,6 +143,13 @@ pub trait Admin: Send + Sync + 'static {
         actor: ActorId,
         id: ElectionId,
         to: ElectionStatus,
+    ) -> BoxFuture<'_, AdminResult<Election>>;
+    fn cancel(
+        &self,
+        actor: ActorId,
+        id: ElectionId,
+        votes_held: u64,
+        reason: Option<CancelReason>,
     ) -> BoxFuture<'_, AdminResult<Election>>;
     fn add_candidate(
         &self,
@@ -179,6 +215,15 @@ where
         to: ElectionStatus,
     ) -> BoxFuture<'_, AdminResult<Election>> {
         Box::pin(async move { AdminService::transition(self, &actor, id, to).await })
+    }
+    fn cancel(
+        &self,
+        actor: ActorId,
+        id: ElectionId,
+        votes_held: u64,
+        reason: Option<CancelReason>,
+    ) -> BoxFuture<'_, AdminResult<Election>> {
+        Box::pin(async move { AdminService::cancel(self, &actor, id, votes_held, reason).await })
     }
     fn add_candidate(
         &self,

@@ -71,6 +71,25 @@ pub struct ResultsDoc {
     pub resumed_from: Option<String>,
 }
 
+/// One Server-Sent Event of the results stream: the `event:`, `id:` and
+/// `data:` lines of a frame. Documentation of the wire format only: the
+/// stream writes its frames itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamEvent {
+    /// `SNAPSHOT` (first, and first again after a reconnect with `Last-Event-ID`),
+    /// `VOTE_UPDATE` (counts changed, at most once a second), `STATUS_CHANGE` (status,
+    /// `final` or embargo changed, at once) or `HEARTBEAT` (every 15 s by default).
+    #[schema(pattern = r"^(SNAPSHOT|VOTE_UPDATE|STATUS_CHANGE|HEARTBEAT)$")]
+    pub event: String,
+    /// The results document's `seq`, for `Last-Event-ID` on reconnect (heartbeats carry none).
+    #[schema(pattern = r"^[0-9]+$")]
+    pub id: Option<String>,
+    /// One line of JSON: a `ResultsDoc` (with `seq`) for `SNAPSHOT`, `VOTE_UPDATE` and
+    /// `STATUS_CHANGE`; `{"seq": <the last results event's seq>, "at": "<RFC 3339>"}` for `HEARTBEAT`.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
 fn percentage(p: Option<&Percentage>) -> f64 {
     p.map_or(0.0, Percentage::as_f64)
 }
@@ -172,7 +191,7 @@ fn conditional(headers: &HeaderMap, r: &ElectionResults, body: impl IntoResponse
 /// persisted counts once the election is closed and reconciled (`final`);
 /// no counts while embargoed.
 #[utoipa::path(get, path = "/api/v1/results/{electionId}", tag = "results",
-    params(("electionId" = String, Path, description = "election id (UUID)"),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)"),
            ("If-None-Match" = Option<String>, Header, description = "an ETag from an earlier answer")),
     responses(
         (status = 200, description = "results, with ETag and Cache-Control", body = ResultsDoc),
@@ -209,7 +228,7 @@ pub struct LiveDoc {
 
 /// Compact results: totals and per-candidate counts only.
 #[utoipa::path(get, path = "/api/v1/results/live/{electionId}", tag = "results",
-    params(("electionId" = String, Path, description = "election id (UUID)"),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)"),
            ("If-None-Match" = Option<String>, Header, description = "an ETag from an earlier answer")),
     responses(
         (status = 200, description = "counts, with ETag and Cache-Control", body = LiveDoc),
@@ -253,10 +272,10 @@ pub async fn live(
 /// `HEARTBEAT` every 15 s. All clients of one election share one read of the
 /// stores.
 #[utoipa::path(get, path = "/api/v1/results/{electionId}/stream", tag = "results",
-    params(("electionId" = String, Path, description = "election id (UUID)"),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)"),
            ("Last-Event-ID" = Option<String>, Header, description = "the last event id seen, on reconnect")),
     responses(
-        (status = 200, description = "text/event-stream; data of SNAPSHOT, VOTE_UPDATE and STATUS_CHANGE is a results document", body = ResultsDoc, content_type = "text/event-stream"),
+        (status = 200, description = "text/event-stream: a sequence of SSE frames, each one event as described by StreamEvent (`event:` the type, `id:` the sequence number for resuming, `data:` one line of JSON)", body = StreamEvent, content_type = "text/event-stream"),
         (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
         (status = 404, description = "ELECTION_NOT_FOUND", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE (too many open streams, or the stores are down), with Retry-After", body = ErrorBody),
@@ -406,7 +425,7 @@ pub fn csv(election: &Election, tally: &Tally) -> String {
 /// Results as CSV: final results for everyone (unless embargoed); the
 /// persisted counts at any time for a caller with `audit:read`.
 #[utoipa::path(get, path = "/api/v1/results/{electionId}/export.csv", tag = "results",
-    params(("electionId" = String, Path, description = "election id (UUID)")),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)")),
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "text/csv: candidate_id,name,party,votes,percentage; headers X-Results-Final and X-Results-Source", content_type = "text/csv"),
@@ -501,7 +520,7 @@ pub struct StatisticsDoc {
 
 /// Votes per hour, the peak minute and turnout figures (auditors).
 #[utoipa::path(get, path = "/api/v1/results/statistics/{electionId}", tag = "audit",
-    params(("electionId" = String, Path, description = "election id (UUID)")),
+    params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "statistics", body = StatisticsDoc),

@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use livevote_auth0::{DevIssuer, DevTokenClaims};
-use livevote_domain::{AcceptedVote, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId};
-use livevote_ports::{Claim, ClaimOutcome, ConfirmOutcome, VoteDedup, VoteStore};
+use livevote_domain::{
+    AcceptedVote, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId,
+};
+use livevote_ports::{Claim, ClaimOutcome, ConfirmOutcome, LiveTallies, VoteDedup, VoteStore};
 use livevote_postgres::{PgVoteStore, StoreConfig, scratch_database, test_server_url};
 use livevote_redis::{RedisConfig, RedisStore};
 use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
@@ -186,6 +188,43 @@ impl Stack {
             ConfirmOutcome::Confirmed
         );
         record
+    }
+
+    /// `PATCH .../status` with `body`, as the producer.
+    pub async fn change_status(&self, app: &Results, id: &str, body: Value) -> Answer {
+        let admin = self.admin_token();
+        call(
+            &self.http,
+            app,
+            "PATCH",
+            &format!("/api/v1/admin/elections/{id}/status"),
+            Some(&admin),
+            Some(body),
+            &[],
+        )
+        .await
+    }
+
+    /// Puts a message straight into the dead-letter queue, as the redrive
+    /// would after too many receives.
+    pub async fn dead_letter(&self, body: &str) {
+        self.queue
+            .client()
+            .send_message()
+            .queue_url(&self.queue.config().dead_letter_queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("a send to the dead-letter queue");
+    }
+
+    /// Sets an election's live tallies (the counts ingestion would have confirmed).
+    pub async fn set_live_counts(&self, election: ElectionId, counts: &[(CandidateId, u64)]) {
+        let counts: Vec<CandidateCount> = counts
+            .iter()
+            .map(|&(candidate_id, votes)| CandidateCount { candidate_id, votes })
+            .collect();
+        self.redis.replace_counts(election, &counts).await.unwrap();
     }
 
     /// The processor's side: the votes stored in one batch.

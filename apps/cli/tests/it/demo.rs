@@ -6,9 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-fn livevote() -> &'static str {
-    env!("CARGO_BIN_EXE_livevote")
-}
+use crate::{livevote, sqs_endpoint};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -41,11 +39,7 @@ impl TestStack {
             ),
             ("LIVEVOTE_REDIS_PREFIX".to_owned(), format!("lvtest-{id}")),
             ("LIVEVOTE_QUEUE_NAME".to_owned(), format!("lvtest-cli-{id}")),
-            (
-                "LIVEVOTE_SQS_ENDPOINT".to_owned(),
-                std::env::var("LIVEVOTE_TEST_SQS_ENDPOINT")
-                    .unwrap_or_else(|_| "http://127.0.0.1:4566".into()),
-            ),
+            ("LIVEVOTE_SQS_ENDPOINT".to_owned(), sqs_endpoint()),
             (
                 "LIVEVOTE_RESULTS_URL".to_owned(),
                 format!("http://127.0.0.1:{results}"),
