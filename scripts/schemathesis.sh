@@ -19,6 +19,34 @@ source scripts/private-stack.sh
 private_stack_up schemathesis
 token="$("$bin/livevote" token --sub "schemathesis|client" --admin --auditor --ttl-secs 3600)"
 
+# Real identifiers for the operations no link leads to (schemathesis.toml reads them): an open
+# election, one of its candidates, and the client's own vote in it, so votes can be accepted
+# and receipts found.
+api() { # method url [json]
+  python3 - "$@" <<'PY'
+import json, sys, urllib.request
+method, url = sys.argv[1], sys.argv[2]
+body = sys.argv[3].encode() if len(sys.argv) > 3 else None
+req = urllib.request.Request(url, data=body, method=method, headers={
+    "authorization": "Bearer " + __import__("os").environ["ST_TOKEN"],
+    "content-type": "application/json"})
+print(json.dumps(json.load(urllib.request.urlopen(req, timeout=10))))
+PY
+}
+field() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
+export ST_TOKEN="$token"
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ) later=$(date -u -d '+2 hours' +%Y-%m-%dT%H:%M:%SZ)
+election=$(api POST "http://127.0.0.1:$results/api/v1/admin/elections" \
+  "{\"title\":\"schemathesis\",\"startsAt\":\"$now\",\"endsAt\":\"$later\",\"candidates\":[{\"name\":\"A\"},{\"name\":\"B\"}]}")
+export LIVEVOTE_ST_ELECTION_ID=$(echo "$election" | field '["electionId"]')
+export LIVEVOTE_ST_CANDIDATE_ID=$(echo "$election" | field '["candidates"][0]["candidateId"]')
+# Scheduled with a start that has passed: voting is open.
+api PATCH "http://127.0.0.1:$results/api/v1/admin/elections/$LIVEVOTE_ST_ELECTION_ID/status" \
+  '{"status":"SCHEDULED"}' >/dev/null
+sleep 1.2 # ingestion's election cache
+export LIVEVOTE_ST_VOTE_ID=$(api POST "http://127.0.0.1:$ingestion/api/v1/votes" \
+  "{\"electionId\":\"$LIVEVOTE_ST_ELECTION_ID\",\"candidateId\":\"$LIVEVOTE_ST_CANDIDATE_ID\"}" | field '["voteId"]')
+
 run() {
   local contract="$1" url="$2"
   echo "schemathesis: contracts/$contract against $url"

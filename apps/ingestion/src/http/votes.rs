@@ -35,10 +35,10 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VoteRequest {
     /// The election (UUID).
-    #[schema(format = Uuid, example = "0193a4c2-7f00-7c2e-9a51-6b1d0c3e2f10")]
+    #[schema(format = Uuid)]
     pub election_id: String,
     /// The candidate (UUID), one of the election's.
-    #[schema(format = Uuid, example = "0193a4c2-7f00-7c2e-9a51-6b1d0c3e2f11")]
+    #[schema(format = Uuid)]
     pub candidate_id: String,
     /// Required when the election asks for a CAPTCHA (Cloudflare Turnstile token, at most 2,048 characters).
     #[serde(default)]
