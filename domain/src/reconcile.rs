@@ -1,6 +1,6 @@
 //! Reconciliation: did every accepted vote reach the vote store?
 //!
-//! DESIGN.md invariant 3. Per election: accepted `A` (answered 202), persisted
+//! ARCHITECTURE.md, invariant 3. Per election: accepted `A` (answered 202), persisted
 //! `P`, duplicates dropped by the one-vote-per-voter constraint `D`,
 //! dead-lettered `L`, still in the queue `Q`. Once `Q = 0`, `A <= P + D + L`
 //! must hold. A shortfall is votes lost; a surplus is votes that reached the

@@ -8,7 +8,7 @@ use crate::ids::{CandidateId, CorrelationId, ElectionId, VoteId, VoterId};
 
 /// A vote the rules accepted: it names a candidate of an election that was
 /// open at `accepted_at`. `accepted_at`, not processing time, decides whether a
-/// vote counts (DESIGN.md invariant 5).
+/// vote counts (ARCHITECTURE.md, invariant 5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcceptedVote {
     pub vote_id: VoteId,

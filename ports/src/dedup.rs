@@ -1,6 +1,6 @@
 //! The fast path of "one vote per viewer", and the live accepted tallies.
 //!
-//! A vote's life in the dedup store (DESIGN.md steps 6-8):
+//! A vote's life in the dedup store (ARCHITECTURE.md, steps 5-7 of a vote):
 //! `claim` records a short-lived *pending* claim for (election, voter) if there
 //! is none; after the queue acknowledged the vote, `confirm` turns the claim
 //! into *accepted* (long-lived) and bumps the live tally in the same atomic

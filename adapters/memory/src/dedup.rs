@@ -17,9 +17,9 @@ use livevote_ports::{
 /// How long claims live.
 #[derive(Debug, Clone, Copy)]
 pub struct DedupConfig {
-    /// A pending claim lapses after this (DESIGN.md: 30 s).
+    /// A pending claim lapses after this (30 s, as in the Redis adapter).
     pub pending_ttl: Duration,
-    /// An accepted claim answers 409 for this long (DESIGN.md: 48 h).
+    /// An accepted claim answers 409 for this long (48 h, as in the Redis adapter).
     pub accepted_ttl: Duration,
 }
 

@@ -16,7 +16,7 @@ use livevote_ports::{MetricEvent, Metrics};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The metric names published (DESIGN.md).
+/// The metric names published (the CloudWatch alarms in `infra/terraform` use them).
 pub const VOTES_ACCEPTED: &str = "votes.accepted";
 pub const VOTES_PERSISTED: &str = "votes.persisted";
 /// The dimension naming the election.

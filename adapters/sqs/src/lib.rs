@@ -1,4 +1,4 @@
-//! SQS adapter (aws-sdk-sqs): the vote queue of DESIGN.md.
+//! SQS adapter (aws-sdk-sqs): the vote queue (ARCHITECTURE.md).
 //!
 //! - Publish packs many votes into one message (the versioned JSON contract,
 //!   see [`message`]; attributes `schemaVersion`, `correlationId` of the first

@@ -1,4 +1,4 @@
-//! The queue message contract (DESIGN.md, version 1):
+//! The queue message contract (version 1; ARCHITECTURE.md, step 6 of a vote):
 //! `{"v":1,"votes":[{"voteId","electionId","candidateId","voterId","acceptedAt","correlationId"}]}`.
 //! Decoding goes through the domain constructors, so a message that decodes
 //! holds only valid ids; anything else is poison, never a guess.

@@ -1,4 +1,4 @@
-//! The in-memory election cache of an ingestion instance (DESIGN.md step 3).
+//! The in-memory election cache of an ingestion instance (ARCHITECTURE.md, step 2 of a vote).
 //!
 //! Every vote needs its election, and at peak one hot election is read
 //! hundreds of thousands of times a second, so the catalog is asked at most

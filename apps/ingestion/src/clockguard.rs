@@ -1,5 +1,5 @@
 //! The clock guard: a vote's `acceptedAt` comes from this host's clock and
-//! decides whether the vote came before the close (DESIGN.md invariant 5),
+//! decides whether the vote came before the close (ARCHITECTURE.md, invariant 5),
 //! so a host whose clock has drifted must stop stamping votes. Every few
 //! seconds the guard reads a reference clock (the Redis server's `TIME`)
 //! and compares it with the host's [`Clock`]; beyond the allowed skew it

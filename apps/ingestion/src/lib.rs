@@ -1,6 +1,6 @@
 //! Ingestion: accepting votes.
 //!
-//! [`CastVoteService`] runs DESIGN.md steps 3-9 for one request: election from
+//! [`CastVoteService`] runs steps 2-8 of ARCHITECTURE.md's flow of one vote for one request: election from
 //! the in-memory [`ElectionCache`], the domain's `accept`, the optional human
 //! check, the dedup claim, hand-off to the micro-batching [`VoteBatcher`], then
 //! confirm (or release on failure). A vote is answered as accepted only after

@@ -1,4 +1,4 @@
-//! The micro-batching publisher (DESIGN.md step 7).
+//! The micro-batching publisher (ARCHITECTURE.md, step 6 of a vote).
 //!
 //! Requests hand their vote to a bounded buffer and wait for the queue's
 //! answer. One task drains the buffer into batches of up to `max_batch` votes,

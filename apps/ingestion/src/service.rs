@@ -1,4 +1,4 @@
-//! The cast-vote use case: DESIGN.md steps 3-9 for one request.
+//! The cast-vote use case: steps 2-8 of ARCHITECTURE.md's flow of one vote, for one request.
 //!
 //! Order matters for integrity:
 //! 1. the election (cache) and the rules (`accept`) refuse what cannot count;

@@ -3,7 +3,7 @@
 //! [`ResultsService`] reads live accepted tallies (fast, from the dedup
 //! store) while voting runs, and switches to the persisted tallies of the
 //! vote store once the election is closed and reconciliation allows a final
-//! result. [`ResultsService::reconcile`] puts the five counters of DESIGN.md
+//! result. [`ResultsService::reconcile`] puts the five counters of ARCHITECTURE.md
 //! invariant 3 side by side, per election and per candidate.
 //! [`AdminService`] changes elections (audited, announced). [`live`] shares
 //! one read of the stores among every poller and stream client, and [`http`]

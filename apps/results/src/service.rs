@@ -295,7 +295,7 @@ where
     }
 
     /// Rebuilds an election's live accepted tallies from the persisted ones,
-    /// after the live store lost its data (DESIGN.md invariant 6).
+    /// after the live store lost its data (ARCHITECTURE.md, invariant 6).
     ///
     /// Safe at any time: votes accepted but not yet persisted are left out,
     /// so the rebuilt `A` can only be short, which reconciliation shows as a

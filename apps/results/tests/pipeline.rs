@@ -1,6 +1,6 @@
 //! End to end on the in-memory adapters: cast-vote service -> queue ->
 //! persist-batch service -> results and reconciliation. Each test checks the
-//! exact form of DESIGN.md invariant 3: every vote id answered "accepted" is
+//! exact form of ARCHITECTURE.md invariant 3: every vote id answered "accepted" is
 //! stored exactly once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};

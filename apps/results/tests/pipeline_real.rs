@@ -2,7 +2,7 @@
 //! in-memory fakes (the queue stays in memory until the SQS adapter lands):
 //! cast-vote service -> queue -> persist-batch service -> results and
 //! reconciliation. Each test gets its own database and its own Redis key
-//! prefix, and checks the exact form of DESIGN.md invariant 3.
+//! prefix, and checks the exact form of ARCHITECTURE.md invariant 3.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -276,7 +276,7 @@ pub fn judge(
     // 1. Every 202 stored exactly once, as cast. The one exception is a
     // viewer's second 202, possible only after Redis lost their claim: the
     // unique constraint drops it as a conflict while their first vote counts
-    // (DESIGN.md invariant 3, D). It is listed apart, never as stored.
+    // (ARCHITECTURE.md, invariant 3, D). It is listed apart, never as stored.
     let voters_stored: HashSet<&str> = rows.iter().map(|r| r.1.as_str()).collect();
     let dropped_ids: HashMap<&str, &Row3> = store.dropped.iter().map(|r| (r.0.as_str(), r)).collect();
     let mut bad = Vec::new();

@@ -30,7 +30,7 @@ pub struct CandidateReconciliation {
     pub difference: i64,
 }
 
-/// The reconciliation of one election (DESIGN.md invariant 3).
+/// The reconciliation of one election (ARCHITECTURE.md, invariant 3).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReconciliationDoc {
