@@ -249,7 +249,22 @@ pub trait QueueInspector: Send + Sync + 'static {
     /// [`QueueError::Unavailable`].
     fn dead_letter_summary(&self) -> impl Future<Output = Result<DeadLetterSummary, QueueError>> + Send {
         async move {
-            let messages = self.stats().await?.dead_letter_messages;
+            let stats = self.stats().await?;
+            self.summarize_dead_letters(&stats).await
+        }
+    }
+
+    /// As [`QueueInspector::dead_letter_summary`], with the counts `stats`
+    /// just read by the caller (one call to the queue fewer).
+    ///
+    /// # Errors
+    /// [`QueueError::Unavailable`].
+    fn summarize_dead_letters(
+        &self,
+        stats: &QueueStats,
+    ) -> impl Future<Output = Result<DeadLetterSummary, QueueError>> + Send {
+        let messages = stats.dead_letter_messages;
+        async move {
             if messages == 0 {
                 return Ok(DeadLetterSummary::default());
             }

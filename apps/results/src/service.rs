@@ -370,7 +370,7 @@ where
         // report a vote as lost while it is merely on its way.
         let live = Tally::for_election(election, &self.inner.live.accepted_counts(id).await?);
         let stats = self.inner.queue.stats().await?;
-        let dead = self.inner.queue.dead_letter_summary().await?;
+        let dead = self.inner.queue.summarize_dead_letters(&stats).await?;
         let persisted = Tally::for_election(election, &self.inner.store.persisted_tallies(id).await?);
         let store = self.inner.store.counts(id).await?;
         let counts = ReconciliationCounts {
