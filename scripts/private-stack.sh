@@ -9,7 +9,6 @@ private_stack_up() {
   export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/livevote/target}"
   cargo build --locked -q --bins
   bin="$CARGO_TARGET_DIR/debug"
-  free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
   local id
   id="$(date +%s)-$$"
   export LIVEVOTE_STACK_DIR="${TMPDIR:-/tmp}/livevote-$name-$id"
@@ -18,7 +17,12 @@ private_stack_up() {
   export LIVEVOTE_DATABASE_URL="postgres://postgres@127.0.0.1:5432/$LIVEVOTE_STACK_DATABASE"
   export LIVEVOTE_REDIS_PREFIX="lvtest-$name-$id"
   export LIVEVOTE_QUEUE_NAME="lvtest-$name-$id"
-  ingestion=$(free_port) processor=$(free_port) results=$(free_port) issuer=$(free_port)
+  # Four distinct free ports: all sockets are held until the four are chosen.
+  read -r ingestion processor results issuer < <(python3 -c '
+import socket
+held = [socket.socket() for _ in range(4)]
+for s in held: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in held))')
   export LIVEVOTE_INGESTION_URL="http://127.0.0.1:$ingestion" LIVEVOTE_RESULTS_URL="http://127.0.0.1:$results"
   trap private_stack_down EXIT
   "$bin/livevote" stack up --ingestion-port "$ingestion" --processor-port "$processor" \

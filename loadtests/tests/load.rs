@@ -26,12 +26,12 @@ fn livevote_bin() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free ports (each listener is held until all are chosen).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// A stack of the test's own; `stack down` and clean-up on drop.
@@ -45,7 +45,7 @@ impl Stack {
     fn up() -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = std::env::temp_dir().join(format!("livevote-load-test-{id}"));
-        let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+        let ports: Vec<u16> = free_ports::<4>().to_vec();
         // scripts/test.sh drops livevote_test_% databases and lvtest-* keys of earlier runs.
         let database = format!("livevote_test_load_{id}");
         let env = vec![

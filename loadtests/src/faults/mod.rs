@@ -17,7 +17,7 @@ use clap::Parser;
 use serde_json::Value;
 
 use crate::table::Row;
-use servers::{Postgres, Redis, Sqs, free_port};
+use servers::{Postgres, Redis, Sqs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -159,7 +159,7 @@ impl Harness {
         let id = format!("{}_{}", slug, std::process::id());
         let dir = self.work.join(name);
         std::fs::create_dir_all(&dir)?;
-        let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
+        let ports = servers::free_ports::<4>()?;
         let [ingestion, _, results, issuer] = ports;
         let database = format!("faults_{id}").to_lowercase();
         let queue_name = format!("faults-{}", id.replace('_', "-"));

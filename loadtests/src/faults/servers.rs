@@ -12,8 +12,20 @@ use anyhow::{Context, bail};
 
 /// A free TCP port on 127.0.0.1 (the OS picks it; the listener is closed at once).
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
+    Ok(free_ports::<1>()?[0])
+}
+
+/// `N` distinct free ports: every listener is held until all are chosen, so
+/// the system cannot hand the same port out twice.
+pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let mut held = Vec::with_capacity(N);
+    let mut ports = [0; N];
+    for port in &mut ports {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+        *port = listener.local_addr()?.port();
+        held.push(listener);
+    }
+    Ok(ports)
 }
 
 fn answers(port: u16) -> bool {

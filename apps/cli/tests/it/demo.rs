@@ -8,12 +8,12 @@ use std::process::{Command, Output};
 
 use crate::{livevote, sqs_endpoint};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free ports (each listener is held until all are chosen).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 struct TestStack {
@@ -28,7 +28,7 @@ impl TestStack {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let dir = std::env::temp_dir().join(format!("livevote-cli-test-{id}"));
         let bin_dir = PathBuf::from(livevote()).parent().unwrap().to_path_buf();
-        let (ingestion, processor, results, issuer) = (free_port(), free_port(), free_port(), free_port());
+        let [ingestion, processor, results, issuer] = free_ports::<4>();
         let env = vec![
             ("LIVEVOTE_STACK_DIR".to_owned(), dir.display().to_string()),
             ("LIVEVOTE_BIN_DIR".to_owned(), bin_dir.display().to_string()),
