@@ -1,8 +1,8 @@
 //! HTTP serving shared by the livevote services.
 //!
 //! Each service owns its routes, its error enum and its OpenAPI document;
-//! what every service must do the same way lives here: the hyper server
-//! with connection limits and graceful drain ([`server`]), request ids that
+//! what every service's routes must do the same way lives here (serving
+//! itself is `livevote-hosting`'s): request ids that
 //! become correlation ids ([`context`]), the `{code, message, traceId}`
 //! envelope ([`error`]), the health probes ([`health`]), the middleware that
 //! times, logs and bounds every request ([`observe`]), and bearer token
@@ -14,7 +14,6 @@ pub mod docs;
 pub mod error;
 pub mod health;
 pub mod observe;
-pub mod server;
 
 use std::future::Future;
 use std::pin::Pin;

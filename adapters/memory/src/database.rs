@@ -387,12 +387,12 @@ impl VoteStore for MemoryDatabase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SystemClock;
     use chrono::{Duration, Utc};
     use livevote_domain::{
         AcceptedVote, CandidateDraft, CandidateName, CorrelationId, Description, NewElection,
         ResultsVisibility, Title, VotingWindow,
     };
+    use livevote_hosting::SystemClock;
 
     fn new_election() -> Election {
         let now = Utc::now();

@@ -227,9 +227,9 @@ impl LiveTallies for MemoryDedup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ManualClock;
     use chrono::Utc;
     use livevote_domain::AcceptedVote;
+    use livevote_testkit::ManualClock;
 
     fn claim(election: ElectionId, voter: &str, key: Option<&str>) -> Claim {
         Claim {
@@ -306,7 +306,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_claims_for_one_voter_have_one_winner() {
-        let d = MemoryDedup::new(crate::SystemClock, DedupConfig::default());
+        let d = MemoryDedup::new(livevote_hosting::SystemClock, DedupConfig::default());
         let e = ElectionId::generate();
         let mut tasks = Vec::new();
         for _ in 0..100 {
@@ -326,7 +326,7 @@ mod tests {
 
     #[tokio::test]
     async fn replace_counts_rebuilds_tallies() {
-        let d = MemoryDedup::new(crate::SystemClock, DedupConfig::default());
+        let d = MemoryDedup::new(livevote_hosting::SystemClock, DedupConfig::default());
         let e = ElectionId::generate();
         let c = CandidateId::generate();
         d.replace_counts(

@@ -1,6 +1,9 @@
 //! In-process adapters for every livevote port.
 //!
-//! They exist for unit and service tests and for the embedded demo, and they
+//! This is a production crate only because the embedded mode
+//! (`livevote demo --embedded`) runs the three services on it; otherwise it
+//! serves unit and service tests (test-only support lives in
+//! `livevote-testkit`). The adapters
 //! behave like the real services where the invariants depend on it: the
 //! queue has visibility timeouts, redelivery, a maximum receive count and a
 //! dead-letter queue; the dedup store has pending and accepted claims that
@@ -13,23 +16,16 @@
 
 mod auth;
 mod bus;
-mod clock;
 mod database;
 mod dedup;
-pub mod fixtures;
 mod human;
 mod metrics;
 mod queue;
-mod relay;
-mod service_process;
 
 pub use auth::StaticTokens;
 pub use bus::{MemoryBus, MemorySubscription};
-pub use clock::{ManualClock, OffsetClock, SystemClock};
 pub use database::MemoryDatabase;
 pub use dedup::{DedupConfig, MemoryDedup};
 pub use human::FakeHumanCheck;
 pub use metrics::{NoMetrics, RecordingMetrics};
 pub use queue::{MemoryQueue, QueueConfig};
-pub use relay::Relay;
-pub use service_process::ServiceProcess;

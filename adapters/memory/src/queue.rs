@@ -383,9 +383,9 @@ impl QueueInspector for MemoryQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ManualClock;
     use chrono::Utc;
     use livevote_domain::{AcceptedVote, CandidateId, CorrelationId, VoteId, VoterId};
+    use livevote_testkit::ManualClock;
 
     fn votes(n: usize) -> Vec<VoteRecord> {
         let e = ElectionId::generate();
@@ -495,7 +495,7 @@ mod tests {
 
     #[tokio::test]
     async fn long_poll_wakes_on_publish_and_down_means_unavailable() {
-        let q = MemoryQueue::new(crate::SystemClock, QueueConfig::default());
+        let q = MemoryQueue::new(livevote_hosting::SystemClock, QueueConfig::default());
         let waiter = {
             let q = q.clone();
             tokio::spawn(async move { q.receive(10, StdDuration::from_secs(5)).await })

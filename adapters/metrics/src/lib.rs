@@ -4,8 +4,6 @@
 //! are summed and published to CloudWatch in the background.
 
 pub mod cloudwatch;
-pub mod faults;
-pub mod process;
 mod prometheus;
 
 use livevote_ports::{MetricEvent, Metrics};

@@ -17,12 +17,10 @@
 
 mod elections;
 mod migrate;
-mod scratch;
 mod store;
 
 pub use elections::PgElections;
 pub use migrate::{MIGRATIONS, Migration, migrate};
-pub use scratch::{scratch_database, test_server_url};
 pub use store::{PgVoteStore, StoreConfig};
 
 /// A pool for `url` that connects on first use (a service starts while the

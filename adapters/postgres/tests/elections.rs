@@ -5,9 +5,9 @@ use chrono::{Duration, SubsecRound, Utc};
 use livevote_domain::{
     CandidateDraft, CandidateName, Election, ElectionId, ElectionStatus, ResultsVisibility,
 };
-use livevote_memory::fixtures::{new_election, operator};
 use livevote_ports::{AdminAction, AdminError, ElectionAdmin, ElectionCatalog, PageRequest};
 use livevote_postgres::PgElections;
+use livevote_testkit::fixtures::{new_election, operator};
 
 mod common;
 use common::fresh_database;

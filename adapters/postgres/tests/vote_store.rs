@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use chrono::{Duration, SubsecRound, Utc};
 use livevote_domain::{CandidateId, Election, ElectionId, VoteRecord};
-use livevote_memory::fixtures::{new_election, record};
 use livevote_ports::{PersistOutcome, StoreError, VoteStore};
 use livevote_postgres::{MIGRATIONS, PgVoteStore, StoreConfig, migrate};
+use livevote_testkit::fixtures::{new_election, record};
 use sqlx::PgPool;
 
 mod common;

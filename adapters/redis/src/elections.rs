@@ -378,7 +378,7 @@ pub async fn follow_changes<F: ElectionChangeFeed>(
 mod tests {
     use super::*;
     use chrono::{Duration, Utc};
-    use livevote_memory::fixtures::new_election;
+    use livevote_testkit::fixtures::new_election;
 
     #[test]
     fn an_election_round_trips_through_its_hash_fields() {

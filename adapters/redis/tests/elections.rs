@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use common::{PrivateRedis, store, test_config};
-use livevote_memory::fixtures::{active_election, operator};
-use livevote_memory::{ManualClock, MemoryDatabase};
+use livevote_memory::MemoryDatabase;
 use livevote_ports::{
     AdminAction, ChangeKind, Clock, ElectionAdmin, ElectionAnnouncer, ElectionCatalog, ElectionChange,
     ElectionChangeFeed, ElectionChanges,
 };
 use livevote_redis::{RedisConfig, RedisElectionCache};
+use livevote_testkit::ManualClock;
+use livevote_testkit::fixtures::{active_election, operator};
 
 async fn next_change<C: ElectionChanges>(changes: &mut C) -> ElectionChange {
     tokio::time::timeout(Duration::from_secs(5), changes.next())

@@ -185,7 +185,7 @@ mod tests {
     use super::*;
     use chrono::Duration;
     use livevote_domain::{Election, ElectionId};
-    use livevote_memory::fixtures::{new_election, record};
+    use livevote_testkit::fixtures::{new_election, record};
 
     fn election() -> Election {
         let now = Utc::now();

@@ -813,7 +813,7 @@ mod tests {
     use super::*;
     use chrono::{Duration as ChronoDuration, Utc};
     use livevote_domain::Election;
-    use livevote_memory::fixtures::{new_election, record};
+    use livevote_testkit::fixtures::{new_election, record};
 
     #[test]
     fn packing_respects_the_size_limit_and_keeps_every_vote_in_order() {

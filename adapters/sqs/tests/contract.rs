@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use chrono::{Duration, Utc};
 use livevote_domain::{Election, ElectionId};
-use livevote_memory::fixtures::{new_election, record};
 use livevote_sqs::message::{SCHEMA_VERSION, decode, encode, json_schema};
+use livevote_testkit::fixtures::{new_election, record};
 use serde_json::Value;
 
 fn keys(v: &Value) -> BTreeSet<String> {

@@ -11,9 +11,9 @@ use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_smithy_http_client::test_util::infallible_client_fn;
 use chrono::{Duration as ChronoDuration, Utc};
 use livevote_domain::{Election, ElectionId, VoteRecord};
-use livevote_memory::fixtures::{new_election, record};
 use livevote_ports::{QueueError, VoteQueue};
 use livevote_sqs::{SqsConfig, SqsQueue, message};
+use livevote_testkit::fixtures::{new_election, record};
 use serde_json::{Value, json};
 
 type Handler = dyn Fn(&Value, usize) -> (u16, Value) + Send + Sync;

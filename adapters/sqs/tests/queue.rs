@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::MessageAttributeValue;
 use chrono::{Duration as ChronoDuration, Utc};
 use livevote_domain::{Election, ElectionId, VoteId, VoteRecord};
-use livevote_memory::fixtures::{new_election, record};
 use livevote_ports::{DeadLetter, DeliveryContent, PoisonReason, QueueInspector, VoteQueue, VoteSource};
 use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
+use livevote_testkit::fixtures::{new_election, record};
 
 fn endpoint() -> String {
     std::env::var("LIVEVOTE_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())

@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use livevote_auth0::{JwksConfig, JwksVerifier};
+use livevote_hosting::SystemClock;
+use livevote_hosting::{ServeConfig, serve};
 use livevote_http::health::ReadinessCheck;
-use livevote_http::server::{ServeConfig, serve};
 use livevote_ingestion::ratelimit::{RateLimitConfig, RateLimits};
 use livevote_ingestion::{
     CacheConfig, CastConfig, CastVoteService, ElectionCache, PublisherConfig, VoteBatcher,
 };
 use livevote_memory::{
     DedupConfig, FakeHumanCheck, MemoryBus, MemoryDatabase, MemoryDedup, MemoryQueue, NoMetrics, QueueConfig,
-    SystemClock,
 };
 use livevote_processor::{PersistConfig, PersistService};
 use livevote_results::http::{AppState, Reads, StreamConfig};

@@ -113,7 +113,7 @@ pub async fn serve(listen: SocketAddr) -> anyhow::Result<ExitCode> {
         "livevote issuer (local development only) serving JWKS on http://{listen}/.well-known/jwks.json"
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(livevote_metrics::process::shutdown_signal())
+        .with_graceful_shutdown(livevote_hosting::shutdown_signal())
         .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use livevote_domain::ElectionId;
-use livevote_memory::SystemClock;
+use livevote_hosting::SystemClock;
 use livevote_ports::{DeadLetter, QueueInspector};
 use livevote_postgres::{PgElections, PgVoteStore, StoreConfig};
 use livevote_redis::{RedisConfig, RedisElectionCache, RedisStore};

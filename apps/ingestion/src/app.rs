@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use livevote_auth0::{JwksConfig, JwksVerifier};
-use livevote_memory::OffsetClock;
+use livevote_hosting::OffsetClock;
 use livevote_metrics::{FlushTask, Telemetry};
 use livevote_ports::QueueInspector;
 use livevote_postgres::PgElections;
@@ -30,11 +30,11 @@ use tokio::task::JoinHandle;
 use crate::cache::{CacheConfig, ElectionCache};
 use crate::clockguard::ClockGuard;
 use crate::config::Config;
-use crate::http::server::{ServeConfig, serve};
 use crate::http::{AppState, BoxFuture, ClockChecked, ReadinessCheck, router};
 use crate::publisher::{PublisherConfig, VoteBatcher};
 use crate::ratelimit::RateLimits;
 use crate::service::{CastConfig, CastVoteService};
+use livevote_hosting::{ServeConfig, serve};
 
 /// A built ingestion service, listening, not yet serving.
 pub struct App {

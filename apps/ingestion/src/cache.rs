@@ -196,9 +196,10 @@ mod tests {
     use super::*;
     use chrono::{Duration as ChronoDuration, Utc};
     use livevote_domain::ActorId;
-    use livevote_memory::fixtures::new_election;
-    use livevote_memory::{MemoryBus, MemoryDatabase, SystemClock};
+    use livevote_hosting::SystemClock;
+    use livevote_memory::{MemoryBus, MemoryDatabase};
     use livevote_ports::{AdminAction, ChangeKind, ElectionAdmin, ElectionAnnouncer};
+    use livevote_testkit::fixtures::new_election;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Counts catalog reads.

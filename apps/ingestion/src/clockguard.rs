@@ -107,7 +107,8 @@ impl ClockGuard {
 mod tests {
     use super::*;
     use chrono::Duration as Delta;
-    use livevote_memory::{ManualClock, OffsetClock, SystemClock};
+    use livevote_hosting::{OffsetClock, SystemClock};
+    use livevote_testkit::ManualClock;
 
     /// A reference that answers with the system clock plus an offset, after a delay.
     struct Reference {

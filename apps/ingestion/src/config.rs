@@ -6,30 +6,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use livevote_metrics::process::{LogArgs, millis, seconds};
+use livevote_hosting::LogArgs;
+use livevote_hosting::config::{Secret, millis, seconds};
 
 use crate::ratelimit::{Limit, RateLimitConfig};
-
-/// A secret that never shows in `Debug` output or logs.
-#[derive(Clone, Default)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "<unset>"
-        } else {
-            "<redacted>"
-        })
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
 
 /// Takes votes over HTTP and hands them to the queue (livevote ingestion).
 #[derive(Debug, Clone, Parser)]

@@ -265,7 +265,8 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use livevote_domain::{AcceptedVote, CandidateId, CorrelationId, ElectionId, VoteId, VoterId};
-    use livevote_memory::{MemoryQueue, NoMetrics, QueueConfig, RecordingMetrics, SystemClock};
+    use livevote_hosting::SystemClock;
+    use livevote_memory::{MemoryQueue, NoMetrics, QueueConfig, RecordingMetrics};
     use livevote_ports::{QueueInspector, VoteSource};
 
     fn record(i: usize) -> VoteRecord {

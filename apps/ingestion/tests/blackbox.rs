@@ -174,7 +174,7 @@ async fn every_status_code_of_the_contract_from_real_requests() {
     let now = Utc::now();
     let draft = livevote_domain::Election::create(
         livevote_domain::ElectionId::generate(),
-        livevote_memory::fixtures::new_election(
+        livevote_testkit::fixtures::new_election(
             "Draft show",
             &["A", "B"],
             now,

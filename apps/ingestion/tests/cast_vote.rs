@@ -10,15 +10,15 @@ use livevote_ingestion::{
     CacheConfig, CastConfig, CastVote, CastVoteError, CastVoteService, ElectionCache, PublisherConfig,
     VoteBatcher,
 };
-use livevote_memory::fixtures::{active_election, operator};
 use livevote_memory::{
-    DedupConfig, FakeHumanCheck, ManualClock, MemoryDatabase, MemoryDedup, MemoryQueue, QueueConfig,
-    RecordingMetrics,
+    DedupConfig, FakeHumanCheck, MemoryDatabase, MemoryDedup, MemoryQueue, QueueConfig, RecordingMetrics,
 };
 use livevote_ports::{
     AdminAction, Claim, ClaimOutcome, ClaimState, Clock, ElectionAdmin, MetricEvent, QueueInspector,
     RejectReason, VoteDedup,
 };
+use livevote_testkit::ManualClock;
+use livevote_testkit::fixtures::{active_election, operator};
 
 type Service = CastVoteService<MemoryDatabase, MemoryDedup, FakeHumanCheck, ManualClock, RecordingMetrics>;
 

@@ -11,17 +11,18 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::{Duration as ChronoDuration, Utc};
 use livevote_domain::{Election, VoterId};
+use livevote_hosting::SystemClock;
 use livevote_ingestion::http::{AppState, router};
 use livevote_ingestion::ratelimit::{RateLimitConfig, RateLimits};
 use livevote_ingestion::{
     CacheConfig, CastConfig, CastVoteService, ElectionCache, PublisherConfig, VoteBatcher,
 };
-use livevote_memory::fixtures::active_election;
 use livevote_memory::{
     DedupConfig, FakeHumanCheck, MemoryDatabase, MemoryDedup, MemoryQueue, NoMetrics, QueueConfig,
-    StaticTokens, SystemClock,
+    StaticTokens,
 };
 use livevote_ports::{Principal, TokenError};
+use livevote_testkit::fixtures::active_election;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

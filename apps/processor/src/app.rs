@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use livevote_memory::SystemClock;
+use livevote_hosting::SystemClock;
 use livevote_metrics::{FlushTask, PrometheusMetrics, Telemetry};
 use livevote_ports::QueueInspector;
 use livevote_postgres::{PgElections, PgVoteStore, StoreConfig};

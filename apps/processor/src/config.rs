@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use livevote_metrics::process::{LogArgs, millis, seconds};
+use livevote_hosting::LogArgs;
+use livevote_hosting::config::{millis, seconds};
 
 use crate::runner::RunnerConfig;
 

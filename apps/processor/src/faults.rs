@@ -1,5 +1,5 @@
 //! Fault injection for the fault suite (`scripts/faults.sh`), compiled in
-//! only with the `failpoints` feature (see `livevote_metrics::faults`).
+//! only with the `failpoints` feature (see `livevote_hosting::faults`).
 //! Points of the processor:
 //! - `processor-after-receive`: a batch is received, nothing committed;
 //! - `processor-after-commit`: committed, no message deleted;
@@ -19,7 +19,7 @@ pub(crate) fn store(store: livevote_postgres::PgVoteStore) -> livevote_postgres:
     store
 }
 
-pub(crate) use livevote_metrics::crash_point;
+pub(crate) use livevote_hosting::crash_point;
 
 /// With `processor-redeliver` armed: splits committed messages into those to
 /// delete now and those to hand back for another delivery, from each

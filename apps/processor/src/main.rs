@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
     }
     config.logging.init();
     #[cfg(feature = "failpoints")]
-    let _failpoints = livevote_metrics::faults::arm_from_env();
+    let _failpoints = livevote_hosting::faults::arm_from_env();
     if config.migrate {
         return migrate(&config).await;
     }
@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(addr = %app.local_addr(), "livevote-processor listening");
-    app.run(livevote_metrics::process::shutdown_signal()).await;
+    app.run(livevote_hosting::shutdown_signal()).await;
     ExitCode::SUCCESS
 }
 

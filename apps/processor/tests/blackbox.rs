@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{Duration as ChronoDuration, Utc};
 use livevote_domain::{Election, VoteRecord};
-use livevote_memory::fixtures::{active_election, record};
-use livevote_memory::{Relay, ServiceProcess};
 use livevote_ports::{QueueInspector, VoteQueue};
-use livevote_postgres::{PgElections, scratch_database, test_server_url};
+use livevote_postgres::PgElections;
 use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
+use livevote_testkit::fixtures::{active_election, record};
+use livevote_testkit::{Relay, ServiceProcess};
+use livevote_testkit::{scratch_database, test_server_url};
 use sqlx::PgPool;
 
 fn sqs_endpoint() -> String {

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use chrono::{Duration as ChronoDuration, Utc};
 use livevote_domain::{CandidateId, Election, ElectionId, VoteRecord};
-use livevote_memory::fixtures::{active_election, record};
-use livevote_memory::{ManualClock, MemoryDatabase, MemoryQueue, QueueConfig, RecordingMetrics};
+use livevote_memory::{MemoryDatabase, MemoryQueue, QueueConfig, RecordingMetrics};
 use livevote_ports::{
     AckReport, Clock, Delivery, DeliveryContent, DeliveryTag, MetricEvent, QueueError, QueueInspector,
     StoreCounts, VoteQueue, VoteSource, VoteStore,
 };
 use livevote_processor::{PersistConfig, PersistService, ProcessError};
+use livevote_testkit::ManualClock;
+use livevote_testkit::fixtures::{active_election, record};
 
 /// Wraps the memory queue; while `drop_acks` is set, acknowledgements are
 /// lost on the way (the processor "crashed" after commit and before delete).

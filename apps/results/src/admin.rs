@@ -406,9 +406,10 @@ fn describe_edit(edit: &ElectionEdit) -> String {
 mod tests {
     use super::*;
     use livevote_domain::{CandidateName, Title};
-    use livevote_memory::fixtures::{new_election, operator};
-    use livevote_memory::{MemoryBus, MemoryDatabase, SystemClock};
+    use livevote_hosting::SystemClock;
+    use livevote_memory::{MemoryBus, MemoryDatabase};
     use livevote_ports::{ElectionChangeFeed, ElectionChanges};
+    use livevote_testkit::fixtures::{new_election, operator};
 
     fn service() -> (AdminService<MemoryDatabase, MemoryBus, SystemClock>, MemoryBus) {
         let db = MemoryDatabase::new(SystemClock);

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use livevote_auth0::{JwksConfig, JwksVerifier};
+use livevote_hosting::SystemClock;
+use livevote_hosting::{ServeConfig, serve};
 use livevote_http::health::{ReadinessCheck, check};
-use livevote_http::server::{ServeConfig, serve};
-use livevote_memory::SystemClock;
 use livevote_metrics::{FlushTask, Telemetry};
 use livevote_ports::{ElectionChange, MetricEvent, Metrics, QueueInspector};
 use livevote_postgres::{PgElections, PgVoteStore, StoreConfig};

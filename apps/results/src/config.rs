@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use livevote_metrics::process::{LogArgs, millis, seconds};
+use livevote_hosting::LogArgs;
+use livevote_hosting::config::{millis, seconds};
 
 /// Serves results, election admin, reconciliation and the on-air and audit pages (livevote results).
 #[derive(Debug, Clone, Parser)]

@@ -248,7 +248,7 @@ impl LiveResults {
 mod tests {
     use super::*;
     use livevote_domain::{Election, ElectionStatus, Tally};
-    use livevote_memory::fixtures::new_election;
+    use livevote_testkit::fixtures::new_election;
 
     fn results(election: &Election, votes: u64) -> ElectionResults {
         let counts = vec![livevote_domain::CandidateCount {

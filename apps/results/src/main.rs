@@ -24,6 +24,6 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(addr = %app.local_addr(), "livevote-results listening");
-    app.run(livevote_metrics::process::shutdown_signal()).await;
+    app.run(livevote_hosting::shutdown_signal()).await;
     ExitCode::SUCCESS
 }

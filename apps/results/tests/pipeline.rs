@@ -15,16 +15,16 @@ use livevote_ingestion::{
     CacheConfig, CastConfig, CastVote, CastVoteError, CastVoteService, ElectionCache, PublisherConfig,
     VoteBatcher,
 };
-use livevote_memory::fixtures::{active_election, operator};
 use livevote_memory::{
-    DedupConfig, FakeHumanCheck, ManualClock, MemoryDatabase, MemoryDedup, MemoryQueue, NoMetrics,
-    QueueConfig,
+    DedupConfig, FakeHumanCheck, MemoryDatabase, MemoryDedup, MemoryQueue, NoMetrics, QueueConfig,
 };
 use livevote_ports::{
     AdminAction, Claim, ClaimOutcome, ClaimState, Clock, ConfirmOutcome, DedupError, ElectionAdmin,
     ExistingClaim, QueueInspector, VoteDedup, VoteStore,
 };
 use livevote_processor::{PersistConfig, PersistService};
+use livevote_testkit::ManualClock;
+use livevote_testkit::fixtures::{active_election, operator};
 
 mod common;
 use livevote_results::{ResultsService, TallySource};

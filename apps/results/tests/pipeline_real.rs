@@ -11,16 +11,18 @@ use std::time::Duration;
 use chrono::Duration as ChronoDuration;
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
 use livevote_domain::{CandidateId, Election, Verdict, VoteId};
+use livevote_hosting::SystemClock;
 use livevote_ingestion::{
     CacheConfig, CastConfig, CastVote, CastVoteService, ElectionCache, PublisherConfig, VoteBatcher,
 };
-use livevote_memory::fixtures::active_election;
-use livevote_memory::{FakeHumanCheck, MemoryQueue, NoMetrics, QueueConfig, SystemClock};
+use livevote_memory::{FakeHumanCheck, MemoryQueue, NoMetrics, QueueConfig};
 use livevote_ports::{Clock, QueueInspector, VoteStore};
-use livevote_postgres::{PgElections, PgVoteStore, StoreConfig, scratch_database, test_server_url};
+use livevote_postgres::{PgElections, PgVoteStore, StoreConfig};
 use livevote_processor::{PersistConfig, PersistService};
 use livevote_redis::{RedisConfig, RedisStore};
 use livevote_results::{ResultsService, TallySource};
+use livevote_testkit::fixtures::active_election;
+use livevote_testkit::{scratch_database, test_server_url};
 
 mod common;
 

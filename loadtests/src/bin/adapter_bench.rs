@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use chrono::{DateTime, Utc};
 use livevote_domain::{Election, ElectionId, VoteRecord};
-use livevote_memory::fixtures::{new_election, operator, record};
 use livevote_ports::{ClaimOutcome, ConfirmOutcome, ElectionAdmin, LiveTallies, VoteDedup, VoteStore};
-use livevote_postgres::{PgElections, PgVoteStore, StoreConfig, scratch_database, test_server_url};
+use livevote_postgres::{PgElections, PgVoteStore, StoreConfig};
 use livevote_redis::{RedisConfig, RedisStore};
+use livevote_testkit::fixtures::{new_election, operator, record};
+use livevote_testkit::{scratch_database, test_server_url};
 use sqlx::PgPool;
 
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +137,7 @@ async fn processor(o: Options, bin: &str) -> anyhow::Result<f64> {
         .to_owned();
     let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b).to_owned();
     // Open for voting, as every election with queued votes is.
-    let election = livevote_memory::fixtures::active_election(
+    let election = livevote_testkit::fixtures::active_election(
         &PgElections::new(pool.clone()),
         &["Ada", "Grace", "Linus", "Barbara"],
         Utc::now(),
@@ -177,7 +178,7 @@ async fn processor(o: Options, bin: &str) -> anyhow::Result<f64> {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     // The clock starts once the processor is up (connected, queue found), not at spawn.
-    let processor = livevote_memory::ServiceProcess::start(bin, &[], &env, "livevote-processor listening")?;
+    let processor = livevote_testkit::ServiceProcess::start(bin, &[], &env, "livevote-processor listening")?;
     let started = Instant::now();
     let want = i64::try_from(o.votes)?;
     let result = loop {

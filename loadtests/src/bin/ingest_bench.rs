@@ -27,10 +27,11 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use livevote_auth0::{DevIssuer, DevTokenClaims};
 use livevote_domain::Election;
-use livevote_memory::fixtures::active_election;
 use livevote_ports::{DeliveryContent, VoteSource};
-use livevote_postgres::{PgElections, scratch_database, test_server_url};
+use livevote_postgres::PgElections;
 use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
+use livevote_testkit::fixtures::active_election;
+use livevote_testkit::{scratch_database, test_server_url};
 use serde::Deserialize;
 
 const ISS: &str = "https://livevote-bench.local/";
@@ -118,7 +119,7 @@ async fn run_bare() -> anyhow::Result<()> {
 }
 
 /// A server process (killed on drop).
-type Server = livevote_memory::ServiceProcess;
+type Server = livevote_testkit::ServiceProcess;
 
 struct Round {
     /// Server CPU (user + system) per request, microseconds.

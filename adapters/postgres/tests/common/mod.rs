@@ -1,6 +1,6 @@
 //! Shared by the PostgreSQL integration tests: a fresh, migrated database per test.
 
-use livevote_postgres::{scratch_database, test_server_url};
+use livevote_testkit::{scratch_database, test_server_url};
 use sqlx::PgPool;
 
 /// Creates and migrates a database of its own on the server at

@@ -6,9 +6,9 @@ use std::process::Command;
 
 use chrono::Utc;
 use livevote_domain::{Election, ElectionId};
-use livevote_memory::fixtures::{new_election, record};
 use livevote_ports::QueueInspector;
 use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
+use livevote_testkit::fixtures::{new_election, record};
 
 use crate::{livevote, sqs_endpoint};
 

@@ -13,7 +13,7 @@ pub mod error;
 mod health;
 pub mod votes;
 
-pub use livevote_http::{context, server};
+pub use livevote_http::context;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -16,11 +16,12 @@ use axum::routing::{get, post};
 use chrono::{Duration as ChronoDuration, Utc};
 use livevote_auth0::{DevIssuer, DevTokenClaims};
 use livevote_domain::{Election, VoteRecord};
-use livevote_memory::fixtures::active_election;
 use livevote_ports::{DeliveryContent, VoteSource};
-use livevote_postgres::{PgElections, scratch_database, test_server_url};
+use livevote_postgres::PgElections;
 use livevote_redis::{RedisConfig, RedisStore};
 use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
+use livevote_testkit::fixtures::active_election;
+use livevote_testkit::{scratch_database, test_server_url};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -59,7 +60,7 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
     addr
 }
 
-pub use livevote_memory::Relay;
+pub use livevote_testkit::Relay;
 
 /// The servers around one ingestion instance (or several sharing them).
 pub struct Stack {
@@ -233,7 +234,7 @@ impl Stack {
 }
 
 /// A running `livevote-ingestion`; killed on drop.
-pub type Ingestion = livevote_memory::ServiceProcess;
+pub type Ingestion = livevote_testkit::ServiceProcess;
 
 /// Starts `livevote-ingestion` with `env` and waits until it listens.
 pub fn start_ingestion(env: &[(String, String)]) -> Ingestion {

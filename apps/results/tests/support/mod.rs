@@ -19,9 +19,10 @@ use livevote_domain::{
     AcceptedVote, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId,
 };
 use livevote_ports::{Claim, ClaimOutcome, ConfirmOutcome, LiveTallies, VoteDedup, VoteStore};
-use livevote_postgres::{PgVoteStore, StoreConfig, scratch_database, test_server_url};
+use livevote_postgres::{PgVoteStore, StoreConfig};
 use livevote_redis::{RedisConfig, RedisStore};
 use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
+use livevote_testkit::{scratch_database, test_server_url};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -44,7 +45,7 @@ async fn serve(app: axum::Router) -> SocketAddr {
 }
 
 /// A running `livevote-results`; killed on drop.
-pub type Results = livevote_memory::ServiceProcess;
+pub type Results = livevote_testkit::ServiceProcess;
 
 /// The servers around one results instance.
 pub struct Stack {

@@ -1,6 +1,5 @@
-//! Clocks: the system clock, and a manual one that tests move by hand.
-
-use std::sync::{Arc, Mutex};
+//! The production clocks: the host's, and the host's with a fixed offset
+//! (fault builds only set a non-zero one).
 
 use chrono::{Duration, SubsecRound, Utc};
 use livevote_domain::Timestamp;
@@ -36,31 +35,6 @@ impl Clock for OffsetClock {
     }
 }
 
-/// A clock that only moves when told to. Clones share the same time.
-#[derive(Debug, Clone)]
-pub struct ManualClock(Arc<Mutex<Timestamp>>);
-
-impl ManualClock {
-    pub fn new(start: Timestamp) -> Self {
-        Self(Arc::new(Mutex::new(start)))
-    }
-
-    pub fn set(&self, t: Timestamp) {
-        *self.0.lock().expect("clock lock") = t;
-    }
-
-    pub fn advance(&self, by: Duration) {
-        let mut t = self.0.lock().expect("clock lock");
-        *t += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().expect("clock lock")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,17 +57,5 @@ mod tests {
             (Duration::seconds(299)..=Duration::seconds(301)).contains(&behind),
             "{behind}"
         );
-    }
-
-    #[test]
-    fn manual_clock_moves_only_when_told_and_clones_share_time() {
-        let start = Utc::now();
-        let clock = ManualClock::new(start);
-        let other = clock.clone();
-        assert_eq!(clock.now(), start);
-        other.advance(Duration::seconds(5));
-        assert_eq!(clock.now(), start + Duration::seconds(5));
-        clock.set(start);
-        assert_eq!(other.now(), start);
     }
 }

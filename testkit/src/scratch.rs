@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-use crate::migrate;
+use livevote_postgres::migrate;
 
 /// Creates a database named `livevote_test_<uuid>` on the server at
 /// `server_url`, applies the migrations and returns a pool of

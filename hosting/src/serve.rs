@@ -15,7 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::context::PeerAddr;
+use livevote_http::context::PeerAddr;
 
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]

@@ -1,8 +1,5 @@
-//! Process set-up the services share: structured logs (one JSON object per
-//! line, or plain text for people, filtered by `LIVEVOTE_LOG`) and the stop
-//! signal. Telemetry lives here so no `common` crate is needed.
-
-use std::time::Duration;
+//! Structured logs: one JSON object per line (or plain text for people),
+//! filtered by `LIVEVOTE_LOG`.
 
 use tracing_subscriber::EnvFilter;
 
@@ -45,53 +42,5 @@ impl LogArgs {
         if let Err(error) = installed {
             eprintln!("logging already set up in this process; keeping it ({error})");
         }
-    }
-}
-
-/// A clap value parser: a whole number of milliseconds.
-///
-/// # Errors
-/// When `s` is not one.
-pub fn millis(s: &str) -> Result<Duration, String> {
-    s.parse::<u64>()
-        .map(Duration::from_millis)
-        .map_err(|e| format!("{s:?} is not a number of milliseconds: {e}"))
-}
-
-/// A clap value parser: a whole number of seconds.
-///
-/// # Errors
-/// When `s` is not one.
-pub fn seconds(s: &str) -> Result<Duration, String> {
-    s.parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|e| format!("{s:?} is not a number of seconds: {e}"))
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }

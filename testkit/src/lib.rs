@@ -1,0 +1,21 @@
+//! Test support for livevote's tests, benchmarks and suites.
+//!
+//! Only test code uses this crate: every service takes it as a
+//! dev-dependency at most, and `scripts/check-deps.sh` fails the build
+//! otherwise. It holds:
+//! - [`scratch_database`]: a throw-away PostgreSQL database with the schema applied;
+//! - [`fixtures`]: valid elections, votes and actors in one line;
+//! - [`Relay`]: a TCP relay that can be cut, to play a dead dependency;
+//! - [`ServiceProcess`]: a service binary run as a child process;
+//! - [`ManualClock`]: a clock that only moves when told to.
+
+mod clock;
+pub mod fixtures;
+mod relay;
+mod scratch;
+mod service_process;
+
+pub use clock::ManualClock;
+pub use relay::Relay;
+pub use scratch::{scratch_database, test_server_url};
+pub use service_process::ServiceProcess;
