@@ -89,7 +89,7 @@ echo "== SQS adapter against moto"
 moto_env=(LIVEVOTE_TEST_SQS_ENDPOINT="${LIVEVOTE_TEST_MOTO_ENDPOINT:-http://127.0.0.1:4567}" LIVEVOTE_TEST_SQS_SERVER=moto)
 if command -v cargo-nextest >/dev/null 2>&1; then
   # A filter on the whole workspace keeps the feature set, so nothing rebuilds.
-  env "${moto_env[@]}" cargo nextest run --workspace --locked --no-fail-fast -E 'package(livevote-sqs) & binary(queue)'
+  env "${moto_env[@]}" cargo nextest run --workspace --locked --no-fail-fast -E 'package(livevote-sqs) & test(/^queue::/)'
 else
-  env "${moto_env[@]}" cargo test --workspace --locked --no-fail-fast --test queue
+  env "${moto_env[@]}" cargo test --locked --no-fail-fast -p livevote-sqs --test it queue::
 fi

@@ -1,13 +1,11 @@
 //! Claims, confirms, releases and live tallies on a real Redis server.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{PrivateRedis, store, test_config};
 use chrono::{DateTime, Utc};
-use common::{PrivateRedis, store, test_config};
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
 use livevote_domain::{
     AcceptedVote, CandidateCount, CandidateId, ElectionId, IdempotencyKey, VoteId, VoterId,

@@ -1,6 +1,7 @@
 //! The PostgreSQL election catalog and admin against a real server, one
 //! fresh database per test.
 
+use crate::common::fresh_database;
 use chrono::{Duration, SubsecRound, Utc};
 use livevote_domain::{
     CandidateDraft, CandidateName, Election, ElectionId, ElectionStatus, ResultsVisibility,
@@ -8,9 +9,6 @@ use livevote_domain::{
 use livevote_ports::{AdminAction, AdminError, ElectionAdmin, ElectionCatalog, PageRequest};
 use livevote_postgres::PgElections;
 use livevote_testkit::fixtures::{new_election, operator};
-
-mod common;
-use common::fresh_database;
 
 fn sample(title: &str, offset_hours: i64) -> Election {
     let now = Utc::now().trunc_subsecs(6);

@@ -1,6 +1,6 @@
 //! The committed OpenAPI document (`contracts/vote-service.yaml`) is what
 //! the mounted routes generate. Regenerate it with
-//! `LIVEVOTE_UPDATE_CONTRACTS=1 cargo test -p livevote-ingestion --test contract`.
+//! `LIVEVOTE_UPDATE_CONTRACTS=1 cargo test -p livevote-ingestion --test it contract::`.
 
 #[test]
 fn the_committed_openapi_document_matches_the_code() {
@@ -13,7 +13,7 @@ fn the_committed_openapi_document_matches_the_code() {
     assert!(
         committed == generated,
         "contracts/vote-service.yaml differs from the routes; regenerate it with \
-         LIVEVOTE_UPDATE_CONTRACTS=1 cargo test -p livevote-ingestion --test contract"
+         LIVEVOTE_UPDATE_CONTRACTS=1 cargo test -p livevote-ingestion --test it contract::"
     );
     // The document describes what clients rely on.
     for needle in [

@@ -2,13 +2,11 @@
 //! (Debian's `chromium`; `scripts/services.sh chromium` installs it) against
 //! the real binary: what the pages show must be what the API says.
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::{Results, Stack, call, candidate_id, create_election, election_id};
 use serde_json::{Value, json};
-use support::{Results, Stack, call, candidate_id, create_election, election_id};
 
 fn chromium() -> String {
     let bin = std::env::var("LIVEVOTE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -519,7 +517,7 @@ async fn dead_letters_show_on_the_audit_page_and_no_result_is_final_while_one_is
     let r = reconciliation(active_id.clone()).await;
     assert_eq!(r["verdict"], "balanced", "{r}");
     assert_eq!(r["allowsFinal"], false, "an ACTIVE election is never final: {r}");
-    support::eventually("final results", Duration::from_secs(10), || async {
+    crate::support::eventually("final results", Duration::from_secs(10), || async {
         (results(&s, &app, &closed_id).await["final"] == true).then_some(())
     })
     .await;
@@ -544,7 +542,7 @@ async fn dead_letters_show_on_the_audit_page_and_no_result_is_final_while_one_is
         "{r}"
     );
     assert_eq!(r["allowsFinal"], false, "{r}");
-    support::eventually("final withdrawn", Duration::from_secs(10), || async {
+    crate::support::eventually("final withdrawn", Duration::from_secs(10), || async {
         (results(&s, &app, &closed_id).await["final"] == false).then_some(())
     })
     .await;

@@ -24,8 +24,6 @@ use livevote_results::{ResultsService, TallySource};
 use livevote_testkit::fixtures::active_election;
 use livevote_testkit::{scratch_database, test_server_url};
 
-mod common;
-
 struct Stack {
     store: PgVoteStore,
     redis: RedisStore,
@@ -103,7 +101,7 @@ async fn stack(names: &[&str]) -> Stack {
 }
 
 fn vote(s: &Stack, voter: &str, candidate: usize) -> CastVote {
-    common::vote(&s.election, voter, candidate)
+    crate::common::vote(&s.election, voter, candidate)
 }
 
 async fn drain(s: &Stack) {
@@ -159,7 +157,7 @@ async fn two_thousand_voters_and_five_hundred_repeats_on_postgres_and_redis() {
     };
     let accepted = {
         let s = s.clone();
-        common::two_thousand_voters_and_five_hundred_repeats(&s.election.clone(), move |v| {
+        crate::common::two_thousand_voters_and_five_hundred_repeats(&s.election.clone(), move |v| {
             let s = s.clone();
             async move { s.cast.cast(v).await }
         })

@@ -1,11 +1,9 @@
 //! The shared election cache and the change feed on a real Redis server.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{PrivateRedis, store, test_config};
 use chrono::{Duration as ChronoDuration, Utc};
-use common::{PrivateRedis, store, test_config};
 use livevote_memory::MemoryDatabase;
 use livevote_ports::{
     AdminAction, ChangeKind, Clock, ElectionAdmin, ElectionAnnouncer, ElectionCatalog, ElectionChange,

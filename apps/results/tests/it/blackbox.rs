@@ -2,14 +2,12 @@
 //! real PostgreSQL, Redis and the local SQS endpoint. Every endpoint, every
 //! error code, the stream, embargo, finality and the CSV export.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::{Stack, call, candidate_id, create_election, election_id, eventually};
 use livevote_ports::{ChangeKind, ElectionChange, ElectionChangeFeed, ElectionChanges};
 use serde_json::{Value, json};
-use support::{Stack, call, candidate_id, create_election, election_id, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_endpoints_enforce_permissions_audit_every_change_and_announce_it() {

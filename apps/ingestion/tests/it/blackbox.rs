@@ -2,13 +2,11 @@
 //! PostgreSQL and the local SQS endpoint, tokens signed by a local key pair
 //! and verified through a JWKS served over HTTP.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use chrono::Utc;
-use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use livevote_domain::ActorId;
 use livevote_ports::{AdminAction, ChangeKind, ElectionAdmin, ElectionAnnouncer, QueueInspector};
@@ -375,7 +373,7 @@ async fn hostile_tokens_are_refused_with_401() {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
     };
     let forger = livevote_auth0::DevIssuer::from_pem(
-        include_bytes!("../../../adapters/auth0/dev/other-key.pem"),
+        include_bytes!("../../../../adapters/auth0/dev/other-key.pem"),
         stack.issuer.kid(),
         ISS,
         AUD,

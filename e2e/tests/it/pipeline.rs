@@ -23,11 +23,9 @@ use livevote_ports::{
     ExistingClaim, QueueInspector, VoteDedup, VoteStore,
 };
 use livevote_processor::{PersistConfig, PersistService};
+use livevote_results::{ResultsService, TallySource};
 use livevote_testkit::ManualClock;
 use livevote_testkit::fixtures::{active_election, operator};
-
-mod common;
-use livevote_results::{ResultsService, TallySource};
 
 /// The dedup store, with a switch that makes `confirm` hang forever: the
 /// process "dies" after the queue acknowledged the vote and before confirm.
@@ -141,7 +139,7 @@ async fn stack(names: &[&str], length: ChronoDuration) -> Stack {
 }
 
 fn vote(s: &Stack, voter: &str, candidate: usize) -> CastVote {
-    common::vote(&s.election, voter, candidate)
+    crate::common::vote(&s.election, voter, candidate)
 }
 
 /// Runs the processor until the queue is empty.
@@ -200,7 +198,7 @@ async fn two_thousand_voters_and_five_hundred_repeats() {
     };
     let accepted = {
         let s = s.clone();
-        common::two_thousand_voters_and_five_hundred_repeats(&s.election.clone(), move |v| {
+        crate::common::two_thousand_voters_and_five_hundred_repeats(&s.election.clone(), move |v| {
             let s = s.clone();
             async move { s.cast.cast(v).await }
         })

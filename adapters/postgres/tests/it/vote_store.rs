@@ -5,15 +5,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::common::fresh_database;
 use chrono::{Duration, SubsecRound, Utc};
 use livevote_domain::{CandidateId, Election, ElectionId, VoteRecord};
 use livevote_ports::{PersistOutcome, StoreError, VoteStore};
 use livevote_postgres::{MIGRATIONS, PgVoteStore, StoreConfig, migrate};
 use livevote_testkit::fixtures::{new_election, record};
 use sqlx::PgPool;
-
-mod common;
-use common::fresh_database;
 
 /// Writes an election and its candidates straight into the tables (the
 /// election admin adapter is not what these tests are about).

@@ -1,6 +1,6 @@
 //! The committed OpenAPI document (`contracts/results-service.yaml`) is what
 //! the mounted routes generate. Regenerate it with
-//! `LIVEVOTE_UPDATE_CONTRACTS=1 cargo test -p livevote-results --test contract`.
+//! `LIVEVOTE_UPDATE_CONTRACTS=1 cargo test -p livevote-results --test it contract::`.
 
 #[test]
 fn the_committed_openapi_document_matches_the_code() {
@@ -16,7 +16,7 @@ fn the_committed_openapi_document_matches_the_code() {
     assert!(
         committed == generated,
         "contracts/results-service.yaml differs from the routes; regenerate it with \
-         LIVEVOTE_UPDATE_CONTRACTS=1 cargo test -p livevote-results --test contract"
+         LIVEVOTE_UPDATE_CONTRACTS=1 cargo test -p livevote-results --test it contract::"
     );
     // The document describes what on-air vendors, admins and auditors rely on.
     for needle in [

@@ -1,0 +1,6 @@
+//! The PostgreSQL adapter against a real server: each test on a scratch
+//! database of its own. One test binary for the crate.
+
+mod common;
+mod elections;
+mod vote_store;
