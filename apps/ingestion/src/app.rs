@@ -115,32 +115,36 @@ impl App {
     /// When a dependency cannot be set up (Redis unreachable, the queue
     /// unknown, the address taken); the message names what to fix.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let pool = livevote_postgres::connect_lazy(&config.database_url, config.database_pool)
+        let pool = livevote_postgres::connect_lazy(&config.database.url, config.database.pool)
             .context("LIVEVOTE_DATABASE_URL")?;
         let redis = RedisStore::connect(RedisConfig {
-            url: config.redis_url.clone(),
-            pool_size: config.redis_pool,
-            key_prefix: config.redis_prefix.clone(),
+            url: config.redis.url.clone(),
+            pool_size: config.redis.pool,
+            key_prefix: config.redis.prefix.clone(),
             ..RedisConfig::default()
         })
         .await
-        .with_context(|| format!("Redis at {} (LIVEVOTE_REDIS_URL)", config.redis_url))?;
+        .with_context(|| format!("Redis at {} (LIVEVOTE_REDIS_URL)", config.redis.url))?;
 
-        let queue = livevote_sqs::open_queue(config.sqs_endpoint.as_deref(), &config.queue_name)
+        let queue = livevote_sqs::open_queue(config.queue.sqs_endpoint.as_deref(), &config.queue.name)
             .await
             .context("LIVEVOTE_QUEUE_NAME / LIVEVOTE_SQS_ENDPOINT")?;
 
         let (telemetry, flusher) = Telemetry::build(
-            config.cloudwatch_namespace.as_deref(),
-            config.cloudwatch_endpoint.as_deref(),
+            config.cloudwatch.namespace.as_deref(),
+            config.cloudwatch.endpoint.as_deref(),
         )
         .await;
         let prometheus = telemetry.prometheus.clone();
 
         let tokens = JwksVerifier::new(JwksConfig {
-            leeway: config.jwt_leeway,
-            max_lifetime: (!config.jwt_max_lifetime.is_zero()).then_some(config.jwt_max_lifetime),
-            ..JwksConfig::new(&config.jwks_url, &config.jwt_issuer, &config.jwt_audience)
+            leeway: config.tokens.leeway,
+            max_lifetime: (!config.tokens.max_lifetime.is_zero()).then_some(config.tokens.max_lifetime),
+            ..JwksConfig::new(
+                &config.tokens.jwks_url,
+                &config.tokens.issuer,
+                &config.tokens.audience,
+            )
         })
         .context("building the JWKS client")?;
         if let Err(error) = tokens.refresh().await {
@@ -193,7 +197,7 @@ impl App {
             telemetry.clone(),
             CastConfig {
                 // Answered before the request timeout cuts the reply off.
-                answer_within: config.request_timeout.mul_f64(0.8),
+                answer_within: config.http.request_timeout.mul_f64(0.8),
                 ..CastConfig::default()
             },
         );
@@ -211,7 +215,7 @@ impl App {
                 }
             })
         });
-        background.push(tokens.spawn_refresh(config.jwks_refresh));
+        background.push(tokens.spawn_refresh(config.tokens.jwks_refresh));
         background.push(clock_guard.spawn(redis.clone(), clock, Duration::from_secs(5)));
         background.push({
             let feed = redis.clone();
@@ -237,7 +241,7 @@ impl App {
             ]),
             draining: draining.clone(),
             trusted_proxies: config.trusted_proxies,
-            request_timeout: config.request_timeout,
+            request_timeout: config.http.request_timeout,
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -245,11 +249,7 @@ impl App {
         Ok(Self {
             listener,
             router: router(state),
-            serve: ServeConfig {
-                header_read_timeout: config.header_timeout,
-                shutdown_grace: config.shutdown_grace,
-                ..ServeConfig::default()
-            },
+            serve: config.http.serve_config(),
             draining,
             publisher,
             background,

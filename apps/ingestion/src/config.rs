@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use livevote_hosting::LogArgs;
-use livevote_hosting::config::{Secret, millis, seconds};
+use livevote_hosting::config::{
+    CloudWatchArgs, DatabaseArgs, HttpArgs, QueueArgs, RedisArgs, Secret, TokenArgs, millis,
+};
 
 use crate::ratelimit::{Limit, RateLimitConfig};
 
@@ -20,60 +22,14 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// PostgreSQL holding the election catalog (read on cache misses).
-    #[arg(
-        long,
-        env = "LIVEVOTE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/livevote"
-    )]
-    pub database_url: String,
-    /// Connections to PostgreSQL.
-    #[arg(long, env = "LIVEVOTE_DATABASE_POOL", default_value_t = 4)]
-    pub database_pool: u32,
-
-    /// Redis (>= 7.0) for dedup claims, live tallies, the election cache and its change feed.
-    #[arg(long, env = "LIVEVOTE_REDIS_URL", default_value = "redis://127.0.0.1:6379/0")]
-    pub redis_url: String,
-    /// Prefix of every Redis key (no braces).
-    #[arg(long, env = "LIVEVOTE_REDIS_PREFIX", default_value = "lv")]
-    pub redis_prefix: String,
-    /// Connections to Redis.
-    #[arg(long, env = "LIVEVOTE_REDIS_POOL", default_value_t = 4)]
-    pub redis_pool: usize,
-
-    /// SQS endpoint override (a local SQS-compatible server); unset: AWS, from the standard AWS variables.
-    #[arg(long, env = "LIVEVOTE_SQS_ENDPOINT")]
-    pub sqs_endpoint: Option<String>,
-    /// The vote queue's name; its dead-letter queue is `<name>-dlq`.
-    #[arg(long, env = "LIVEVOTE_QUEUE_NAME", default_value = "livevote-votes")]
-    pub queue_name: String,
-
-    /// JWKS of the token issuer (Auth0: https://<tenant>/.well-known/jwks.json).
-    #[arg(
-        long,
-        env = "LIVEVOTE_JWKS_URL",
-        default_value = "http://127.0.0.1:8089/.well-known/jwks.json"
-    )]
-    pub jwks_url: String,
-    /// Expected token issuer (`iss`), e.g. https://<tenant>/ for Auth0.
-    #[arg(long, env = "LIVEVOTE_JWT_ISSUER", default_value = "http://127.0.0.1:8089/")]
-    pub jwt_issuer: String,
-    /// Expected token audience (`aud`): the API identifier.
-    #[arg(
-        long,
-        env = "LIVEVOTE_JWT_AUDIENCE",
-        default_value = "https://api.livevote.local"
-    )]
-    pub jwt_audience: String,
-    /// Clock skew tolerated on `exp`/`nbf`, seconds (at most 30).
-    #[arg(long, env = "LIVEVOTE_JWT_LEEWAY_SECS", default_value = "10", value_parser = seconds)]
-    pub jwt_leeway: Duration,
-    /// Longest token lifetime accepted (`exp - iat`), seconds; tokens must then carry `iat`.
-    /// `0`: no cap (and no `iat` needed).
-    #[arg(long, env = "LIVEVOTE_JWT_MAX_LIFETIME_SECS", default_value = "86400", value_parser = seconds)]
-    pub jwt_max_lifetime: Duration,
-    /// How often the JWKS is refetched in the background, seconds.
-    #[arg(long, env = "LIVEVOTE_JWKS_REFRESH_SECS", default_value = "600", value_parser = seconds)]
-    pub jwks_refresh: Duration,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
 
     /// Cloudflare Turnstile secret; unset: elections requiring a CAPTCHA refuse votes with 503.
     #[arg(long, env = "LIVEVOTE_TURNSTILE_SECRET", hide_env_values = true)]
@@ -126,22 +82,10 @@ pub struct Config {
     #[arg(long, env = "LIVEVOTE_MAX_CLOCK_SKEW_MS", default_value = "1000", value_parser = millis)]
     pub max_clock_skew: Duration,
 
-    /// Longest a request may take before it is answered 503, ms.
-    #[arg(long, env = "LIVEVOTE_REQUEST_TIMEOUT_MS", default_value = "10000", value_parser = millis)]
-    pub request_timeout: Duration,
-    /// A client must send its request head within this time, ms (slowloris).
-    #[arg(long, env = "LIVEVOTE_HEADER_TIMEOUT_MS", default_value = "5000", value_parser = millis)]
-    pub header_timeout: Duration,
-    /// How long shutdown waits for requests in flight and the publish buffer, seconds.
-    #[arg(long, env = "LIVEVOTE_SHUTDOWN_GRACE_SECS", default_value = "20", value_parser = seconds)]
-    pub shutdown_grace: Duration,
-
-    /// CloudWatch namespace for votes.accepted; unset: CloudWatch publishing off.
-    #[arg(long, env = "LIVEVOTE_CLOUDWATCH_NAMESPACE")]
-    pub cloudwatch_namespace: Option<String>,
-    /// CloudWatch endpoint override (a local endpoint).
-    #[arg(long, env = "LIVEVOTE_CLOUDWATCH_ENDPOINT")]
-    pub cloudwatch_endpoint: Option<String>,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
+    pub cloudwatch: CloudWatchArgs,
 
     #[command(flatten)]
     pub logging: LogArgs,
@@ -168,9 +112,8 @@ impl Config {
     /// # Errors
     /// A message naming the variable at fault.
     pub fn validate(&self) -> Result<(), String> {
-        if self.jwt_leeway > Duration::from_secs(30) {
-            return Err("LIVEVOTE_JWT_LEEWAY_SECS must be at most 30".into());
-        }
+        self.tokens.validate()?;
+        self.redis.validate()?;
         if self.election_cache_max_age > Duration::from_secs(1) || self.election_cache_max_age.is_zero() {
             return Err(
                 "LIVEVOTE_ELECTION_CACHE_MS must be between 1 and 1000 (a close must be seen within 1 s)"
@@ -179,9 +122,6 @@ impl Config {
         }
         if self.publish_buffer == 0 || self.publish_max_batch == 0 || self.publish_in_flight == 0 {
             return Err("LIVEVOTE_PUBLISH_BUFFER, LIVEVOTE_PUBLISH_MAX_BATCH and LIVEVOTE_PUBLISH_IN_FLIGHT must be > 0".into());
-        }
-        if self.redis_prefix.contains(['{', '}']) || self.redis_prefix.is_empty() {
-            return Err("LIVEVOTE_REDIS_PREFIX must be non-empty and contain no braces".into());
         }
         for (name, rate) in [
             ("LIVEVOTE_RATE_VOTER_PER_SEC", self.rate_voter_per_sec),
@@ -192,5 +132,21 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Config;
+
+    #[test]
+    fn the_command_is_well_formed_and_the_readme_documents_every_variable() {
+        let command = Config::command();
+        command.clone().debug_assert();
+        let readme = include_str!("../../../README.md");
+        let missing = livevote_hosting::config::undocumented_variables(&command, readme);
+        assert!(missing.is_empty(), "README.md does not document {missing:?}");
     }
 }

@@ -56,14 +56,14 @@ impl App {
     /// When the queue is unknown, the address taken, or a URL invalid; the
     /// message names the variable.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let pool = livevote_postgres::connect_lazy(&config.database_url, config.database_pool)
+        let pool = livevote_postgres::connect_lazy(&config.database.url, config.database.pool)
             .context("LIVEVOTE_DATABASE_URL")?;
-        let queue = livevote_sqs::open_queue(config.sqs_endpoint.as_deref(), &config.queue_name)
+        let queue = livevote_sqs::open_queue(config.queue.sqs_endpoint.as_deref(), &config.queue.name)
             .await
             .context("LIVEVOTE_QUEUE_NAME / LIVEVOTE_SQS_ENDPOINT")?;
         let (telemetry, flusher) = Telemetry::build(
-            config.cloudwatch_namespace.as_deref(),
-            config.cloudwatch_endpoint.as_deref(),
+            config.cloudwatch.namespace.as_deref(),
+            config.cloudwatch.endpoint.as_deref(),
         )
         .await;
         let prometheus = telemetry.prometheus.clone();

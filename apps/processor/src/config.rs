@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use livevote_hosting::LogArgs;
-use livevote_hosting::config::{millis, seconds};
+use livevote_hosting::config::{CloudWatchArgs, DatabaseArgs, QueueArgs, millis, seconds};
 
 use crate::runner::RunnerConfig;
 
@@ -21,21 +21,10 @@ pub struct Config {
     #[arg(long, env = "LIVEVOTE_PROCESSOR_LISTEN", default_value = "127.0.0.1:8081")]
     pub listen: SocketAddr,
     /// PostgreSQL holding the votes (migrated beforehand).
-    #[arg(
-        long,
-        env = "LIVEVOTE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/livevote"
-    )]
-    pub database_url: String,
-    /// Connections to PostgreSQL.
-    #[arg(long, env = "LIVEVOTE_DATABASE_POOL", default_value_t = 4)]
-    pub database_pool: u32,
-    /// SQS endpoint override (a local SQS-compatible server); unset: AWS.
-    #[arg(long, env = "LIVEVOTE_SQS_ENDPOINT")]
-    pub sqs_endpoint: Option<String>,
-    /// The vote queue's name; its dead-letter queue is `<name>-dlq`.
-    #[arg(long, env = "LIVEVOTE_QUEUE_NAME", default_value = "livevote-votes")]
-    pub queue_name: String,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
     /// Concurrent long-polling receivers.
     #[arg(long, env = "LIVEVOTE_PROCESSOR_RECEIVERS", default_value_t = 4)]
     pub receivers: usize,
@@ -60,12 +49,8 @@ pub struct Config {
     /// At shutdown, how long a failing final batch is retried, seconds.
     #[arg(long, env = "LIVEVOTE_SHUTDOWN_GRACE_SECS", default_value = "20", value_parser = seconds)]
     pub shutdown_grace: Duration,
-    /// CloudWatch namespace for votes.persisted; unset: off.
-    #[arg(long, env = "LIVEVOTE_CLOUDWATCH_NAMESPACE")]
-    pub cloudwatch_namespace: Option<String>,
-    /// CloudWatch endpoint override (a local endpoint).
-    #[arg(long, env = "LIVEVOTE_CLOUDWATCH_ENDPOINT")]
-    pub cloudwatch_endpoint: Option<String>,
+    #[command(flatten)]
+    pub cloudwatch: CloudWatchArgs,
     #[command(flatten)]
     pub logging: LogArgs,
 }
@@ -103,5 +88,21 @@ impl Config {
             stop_grace: self.shutdown_grace,
             ..RunnerConfig::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Config;
+
+    #[test]
+    fn the_command_is_well_formed_and_the_readme_documents_every_variable() {
+        let command = Config::command();
+        command.clone().debug_assert();
+        let readme = include_str!("../../../README.md");
+        let missing = livevote_hosting::config::undocumented_variables(&command, readme);
+        assert!(missing.is_empty(), "README.md does not document {missing:?}");
     }
 }

@@ -36,7 +36,7 @@ async fn main() -> ExitCode {
 /// `--migrate`: the explicit migration step, never run by a consuming replica.
 async fn migrate(config: &Config) -> ExitCode {
     let result = async {
-        let pool = livevote_postgres::connect_lazy(&config.database_url, 1)?;
+        let pool = livevote_postgres::connect_lazy(&config.database.url, 1)?;
         livevote_postgres::migrate(&pool).await
     }
     .await;

@@ -58,29 +58,33 @@ impl App {
     /// When a dependency cannot be set up (Redis unreachable, the queue
     /// unknown, the address taken); the message names what to fix.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let pool = livevote_postgres::connect_lazy(&config.database_url, config.database_pool)
+        let pool = livevote_postgres::connect_lazy(&config.database.url, config.database.pool)
             .context("LIVEVOTE_DATABASE_URL")?;
         let redis = RedisStore::connect(RedisConfig {
-            url: config.redis_url.clone(),
-            pool_size: config.redis_pool,
-            key_prefix: config.redis_prefix.clone(),
+            url: config.redis.url.clone(),
+            pool_size: config.redis.pool,
+            key_prefix: config.redis.prefix.clone(),
             ..RedisConfig::default()
         })
         .await
-        .with_context(|| format!("Redis at {} (LIVEVOTE_REDIS_URL)", config.redis_url))?;
-        let queue = livevote_sqs::open_queue(config.sqs_endpoint.as_deref(), &config.queue_name)
+        .with_context(|| format!("Redis at {} (LIVEVOTE_REDIS_URL)", config.redis.url))?;
+        let queue = livevote_sqs::open_queue(config.queue.sqs_endpoint.as_deref(), &config.queue.name)
             .await
             .context("LIVEVOTE_QUEUE_NAME / LIVEVOTE_SQS_ENDPOINT")?;
         let (telemetry, flusher) = Telemetry::build(
-            config.cloudwatch_namespace.as_deref(),
-            config.cloudwatch_endpoint.as_deref(),
+            config.cloudwatch.namespace.as_deref(),
+            config.cloudwatch.endpoint.as_deref(),
         )
         .await;
         let prometheus = telemetry.prometheus.clone();
         let tokens = JwksVerifier::new(JwksConfig {
-            leeway: config.jwt_leeway,
-            max_lifetime: (!config.jwt_max_lifetime.is_zero()).then_some(config.jwt_max_lifetime),
-            ..JwksConfig::new(&config.jwks_url, &config.jwt_issuer, &config.jwt_audience)
+            leeway: config.tokens.leeway,
+            max_lifetime: (!config.tokens.max_lifetime.is_zero()).then_some(config.tokens.max_lifetime),
+            ..JwksConfig::new(
+                &config.tokens.jwks_url,
+                &config.tokens.issuer,
+                &config.tokens.audience,
+            )
         })
         .context("building the JWKS client")?;
         if let Err(error) = tokens.refresh().await {
@@ -129,7 +133,7 @@ impl App {
                     }
                 })
             },
-            tokens.spawn_refresh(config.jwks_refresh),
+            tokens.spawn_refresh(config.tokens.jwks_refresh),
         ];
         background.push({
             let (feed, live) = (redis.clone(), live.clone());
@@ -202,7 +206,7 @@ impl App {
             readiness,
             draining: draining.clone(),
             stop: stop_rx,
-            request_timeout: config.request_timeout,
+            request_timeout: config.http.request_timeout,
         };
         let listener = TcpListener::bind(config.listen)
             .await
@@ -210,11 +214,7 @@ impl App {
         Ok(Self {
             listener,
             router: router(state),
-            serve: ServeConfig {
-                header_read_timeout: config.header_timeout,
-                shutdown_grace: config.shutdown_grace,
-                ..ServeConfig::default()
-            },
+            serve: config.http.serve_config(),
             draining,
             stop: stop_tx,
             background,
