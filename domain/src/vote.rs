@@ -61,12 +61,14 @@ impl std::error::Error for Rejection {}
 ///
 /// A vote counts iff the effective status is ACTIVE and `start <= now < end`.
 /// Status is judged before the candidate, so a closed election answers
-/// "closed" whatever the body names. The vote gets a fresh time-ordered id.
+/// "closed" whatever the body names. The caller mints `vote_id` (a fresh
+/// time-ordered id per attempt): the rules read no clock.
 ///
 /// # Errors
 /// The [`Rejection`] that applies.
 pub fn accept(
     election: &Election,
+    vote_id: VoteId,
     voter: VoterId,
     candidate: CandidateId,
     now: Timestamp,
@@ -101,12 +103,86 @@ pub fn accept(
         });
     }
     Ok(AcceptedVote {
-        vote_id: VoteId::generate(),
+        vote_id,
         election_id: election.id(),
         candidate_id: candidate,
         voter_id: voter,
         accepted_at: now,
     })
+}
+
+/// A queued vote whose election or candidate the catalog does not know: it
+/// can never be stored and goes to the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokenReference {
+    UnknownElection {
+        election_id: ElectionId,
+    },
+    UnknownCandidate {
+        candidate_id: CandidateId,
+        election_id: ElectionId,
+    },
+}
+
+impl fmt::Display for BrokenReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BrokenReference::UnknownElection { election_id } => {
+                write!(f, "election {election_id} does not exist")
+            }
+            BrokenReference::UnknownCandidate {
+                candidate_id,
+                election_id,
+            } => write!(
+                f,
+                "candidate {candidate_id} is not part of election {election_id}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BrokenReference {}
+
+/// Whether `vote`'s references hold: `election` is the one it names, as the
+/// catalog has it (`None`: unknown), and lists the vote's candidate.
+///
+/// # Errors
+/// The [`BrokenReference`].
+pub fn check_references(election: Option<&Election>, vote: &AcceptedVote) -> Result<(), BrokenReference> {
+    let Some(election) = election.filter(|e| e.id() == vote.election_id) else {
+        return Err(BrokenReference::UnknownElection {
+            election_id: vote.election_id,
+        });
+    };
+    if election.candidate(vote.candidate_id).is_none() {
+        return Err(BrokenReference::UnknownCandidate {
+            candidate_id: vote.candidate_id,
+            election_id: vote.election_id,
+        });
+    }
+    Ok(())
+}
+
+/// What an arriving vote is, given the vote the store already holds for its
+/// voter in its election (ARCHITECTURE.md, invariants 1 and 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Nothing held: this is the voter's vote, to be stored and counted.
+    First,
+    /// This very vote (same id) is held: a redelivery, counted once already.
+    Redelivery,
+    /// Another vote of the voter is held: a second vote, dropped and kept for auditors.
+    SecondVote { existing: VoteId },
+}
+
+/// Classifies `vote` against `held`, the id of the vote stored for the same
+/// (election, voter), or of this very vote if it is stored.
+pub fn arrival(vote: VoteId, held: Option<VoteId>) -> Arrival {
+    match held {
+        None => Arrival::First,
+        Some(existing) if existing == vote => Arrival::Redelivery,
+        Some(existing) => Arrival::SecondVote { existing },
+    }
 }
 
 #[cfg(test)]
@@ -126,13 +202,49 @@ mod tests {
         let mut e = election(3, 0, 100);
         e.schedule(at(-10)).unwrap();
         let c = e.candidates()[1].id();
-        let v = accept(&e, voter(), c, at(0)).unwrap();
+        let v = accept(&e, VoteId::generate(), voter(), c, at(0)).unwrap();
         assert_eq!(v.election_id, e.id());
         assert_eq!(v.candidate_id, c);
         assert_eq!(v.voter_id, voter());
         assert_eq!(v.accepted_at, at(0));
-        let w = accept(&e, voter(), c, at(0)).unwrap();
-        assert_ne!(v.vote_id, w.vote_id, "every attempt gets its own id");
+        let id = VoteId::generate();
+        assert_eq!(
+            accept(&e, id, voter(), c, at(0)).unwrap().vote_id,
+            id,
+            "the caller's id"
+        );
+    }
+
+    #[test]
+    fn arrivals_are_first_redelivery_or_second_vote() {
+        let (a, b) = (VoteId::generate(), VoteId::generate());
+        assert_eq!(arrival(a, None), Arrival::First);
+        assert_eq!(arrival(a, Some(a)), Arrival::Redelivery);
+        assert_eq!(arrival(a, Some(b)), Arrival::SecondVote { existing: b });
+    }
+
+    #[test]
+    fn references_hold_only_for_a_known_election_and_one_of_its_candidates() {
+        let mut e = election(2, 0, 100);
+        e.schedule(at(-10)).unwrap();
+        let c = e.candidates()[0].id();
+        let v = accept(&e, VoteId::generate(), voter(), c, at(0)).unwrap();
+        assert_eq!(check_references(Some(&e), &v), Ok(()));
+        assert_eq!(
+            check_references(None, &v),
+            Err(BrokenReference::UnknownElection { election_id: e.id() })
+        );
+        let stranger = AcceptedVote {
+            candidate_id: CandidateId::generate(),
+            ..v.clone()
+        };
+        let err = check_references(Some(&e), &stranger).unwrap_err();
+        assert!(err.to_string().contains("is not part of election"), "{err}");
+        let other = election(2, 0, 100);
+        assert!(matches!(
+            check_references(Some(&other), &v),
+            Err(BrokenReference::UnknownElection { .. })
+        ));
     }
 
     #[test]
@@ -140,35 +252,35 @@ mod tests {
         let mut e = election(2, 10, 20);
         let c = e.candidates()[0].id();
         assert_eq!(
-            accept(&e, voter(), c, at(15)),
+            accept(&e, VoteId::generate(), voter(), c, at(15)),
             Err(Rejection::NotActive {
                 status: ElectionStatus::Draft
             })
         );
         e.schedule(at(0)).unwrap();
         assert_eq!(
-            accept(&e, voter(), c, at(5)),
+            accept(&e, VoteId::generate(), voter(), c, at(5)),
             Err(Rejection::NotStarted { starts_at: at(10) })
         );
         assert_eq!(
-            accept(&e, voter(), c, at(20)),
+            accept(&e, VoteId::generate(), voter(), c, at(20)),
             Err(Rejection::Ended { ended_at: at(20) })
         );
         let stranger = CandidateId::generate();
         assert_eq!(
-            accept(&e, voter(), stranger, at(15)),
+            accept(&e, VoteId::generate(), voter(), stranger, at(15)),
             Err(Rejection::UnknownCandidate {
                 candidate_id: stranger
             })
         );
         // A closed election says closed even for an unknown candidate.
         assert_eq!(
-            accept(&e, voter(), stranger, at(25)),
+            accept(&e, VoteId::generate(), voter(), stranger, at(25)),
             Err(Rejection::Ended { ended_at: at(20) })
         );
         e.cancel(at(12), 0, None).unwrap();
         assert_eq!(
-            accept(&e, voter(), c, at(15)),
+            accept(&e, VoteId::generate(), voter(), c, at(15)),
             Err(Rejection::NotActive {
                 status: ElectionStatus::Cancelled
             })
@@ -184,14 +296,14 @@ mod tests {
         let just_before = close - Duration::milliseconds(1);
         // Judged at the instant it was accepted: just before the close counts.
         let before_close = e.clone();
-        assert!(accept(&before_close, voter(), c, just_before).is_ok());
+        assert!(accept(&before_close, VoteId::generate(), voter(), c, just_before).is_ok());
         e.close(close).unwrap();
         assert!(
             e.window().contains(just_before),
             "a vote accepted before the close stays inside the window: accepted_at decides"
         );
         assert_eq!(
-            accept(&e, voter(), c, close),
+            accept(&e, VoteId::generate(), voter(), c, close),
             Err(Rejection::Ended { ended_at: close })
         );
     }
@@ -206,7 +318,7 @@ mod tests {
         let e = crate::Election::restore(parts).unwrap();
         let c = e.candidates()[0].id();
         assert_eq!(
-            accept(&e, voter(), c, at(-5)),
+            accept(&e, VoteId::generate(), voter(), c, at(-5)),
             Err(Rejection::NotStarted { starts_at: at(0) })
         );
     }
@@ -221,7 +333,7 @@ mod tests {
                 e.schedule(at(-1000)).unwrap();
             }
             let candidate = if known { e.candidates()[0].id() } else { CandidateId::generate() };
-            let result = accept(&e, voter(), candidate, at(t));
+            let result = accept(&e, VoteId::generate(), voter(), candidate, at(t));
             let should = open && e.window().contains(at(t)) && known;
             prop_assert_eq!(result.is_ok(), should);
             if let Ok(v) = result {

@@ -12,8 +12,8 @@ use chrono::DurationRound;
 
 use livevote_domain::election::ElectionParts;
 use livevote_domain::{
-    ActorId, CandidateCount, CandidateId, Election, ElectionId, ElectionStatus, Timestamp, VoteId,
-    VoteRecord, VoterId,
+    ActorId, Arrival, CandidateCount, CandidateId, Election, ElectionId, ElectionStatus, Timestamp, VoteId,
+    VoteRecord, VoterId, arrival, check_references,
 };
 use livevote_ports::{
     AdminAction, AdminError, AuditEntry, CatalogError, ElectionAdmin, ElectionCatalog, HourlyCount, Page,
@@ -248,13 +248,7 @@ impl VoteStore for MemoryDatabase {
         // Foreign keys first: a batch naming unknown elections or candidates writes nothing.
         let unknown: Vec<VoteId> = votes
             .iter()
-            .filter(|r| {
-                let v = &r.vote;
-                state
-                    .elections
-                    .get(&v.election_id)
-                    .is_none_or(|e| e.candidate(v.candidate_id).is_none())
-            })
+            .filter(|r| check_references(state.elections.get(&r.vote.election_id), &r.vote).is_err())
             .map(|r| r.vote.vote_id)
             .collect();
         if !unknown.is_empty() {
@@ -263,29 +257,39 @@ impl VoteStore for MemoryDatabase {
         let mut outcomes = Vec::with_capacity(votes.len());
         for record in votes {
             let v = &record.vote;
-            let outcome = if state.votes.contains_key(&v.vote_id) {
-                *state.redeliveries.entry(v.election_id).or_default() += 1;
-                PersistOutcome::AlreadyPersisted
-            } else if let Some(&existing) = state.by_voter.get(&(v.election_id, v.voter_id.clone())) {
-                // Recorded once per conflicting vote id: a redelivered conflict is not counted again.
-                state
-                    .conflicts
-                    .entry(v.vote_id)
-                    .or_insert((v.election_id, existing));
-                PersistOutcome::Conflict { existing }
+            // What is held for this vote: itself, or the voter's vote; the rules say what that makes it.
+            let held = if state.votes.contains_key(&v.vote_id) {
+                Some(v.vote_id)
             } else {
-                state
-                    .by_voter
-                    .insert((v.election_id, v.voter_id.clone()), v.vote_id);
-                state.votes.insert(
-                    v.vote_id,
-                    StoredVote {
-                        record: record.clone(),
-                        persisted_at: now,
-                    },
-                );
-                *state.tallies.entry((v.election_id, v.candidate_id)).or_default() += 1;
-                PersistOutcome::Inserted
+                state.by_voter.get(&(v.election_id, v.voter_id.clone())).copied()
+            };
+            let outcome = match arrival(v.vote_id, held) {
+                Arrival::Redelivery => {
+                    *state.redeliveries.entry(v.election_id).or_default() += 1;
+                    PersistOutcome::AlreadyPersisted
+                }
+                Arrival::SecondVote { existing } => {
+                    // Recorded once per conflicting vote id: a redelivered conflict is not counted again.
+                    state
+                        .conflicts
+                        .entry(v.vote_id)
+                        .or_insert((v.election_id, existing));
+                    PersistOutcome::Conflict { existing }
+                }
+                Arrival::First => {
+                    state
+                        .by_voter
+                        .insert((v.election_id, v.voter_id.clone()), v.vote_id);
+                    state.votes.insert(
+                        v.vote_id,
+                        StoredVote {
+                            record: record.clone(),
+                            persisted_at: now,
+                        },
+                    );
+                    *state.tallies.entry((v.election_id, v.candidate_id)).or_default() += 1;
+                    PersistOutcome::Inserted
+                }
             };
             outcomes.push(outcome);
         }

@@ -19,7 +19,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use livevote_domain::{
-    AcceptedVote, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId,
+    AcceptedVote, Arrival, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord,
+    VoterId, arrival,
 };
 use livevote_ports::{
     HourlyCount, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteActivity, VoteStore,
@@ -240,21 +241,38 @@ impl PgVoteStore {
         let mut existing_ids: Vec<Uuid> = Vec::new();
         let mut redeliveries: BTreeMap<Uuid, i64> = BTreeMap::new();
         for &i in rest {
-            if stored_ids.contains(&cols.vote_ids[i]) {
-                outcomes[i] = PersistOutcome::AlreadyPersisted;
-                *redeliveries.entry(cols.election_ids[i]).or_default() += 1;
-            } else if let Some(&existing) = by_voter.get(&(cols.election_ids[i], cols.voter_ids[i].clone())) {
-                let existing_id = VoteId::from_uuid(existing).map_err(|e| corrupt("vote id", e))?;
-                outcomes[i] = PersistOutcome::Conflict {
-                    existing: existing_id,
-                };
-                conflicts.push(i);
-                existing_ids.push(existing);
+            let id = cols.vote_ids[i];
+            // What the table holds for this vote: itself, or its voter's vote (a row of
+            // this batch that lost to the constraint is held by neither: an error).
+            let held = if stored_ids.contains(&id) {
+                Some(id)
             } else {
+                by_voter
+                    .get(&(cols.election_ids[i], cols.voter_ids[i].clone()))
+                    .copied()
+            };
+            let Some(held) = held else {
                 return Err(StoreError::Unknown(anyhow::anyhow!(
-                    "vote {} was neither inserted nor found",
-                    cols.vote_ids[i]
+                    "vote {id} was neither inserted nor found"
                 )));
+            };
+            let vote = VoteId::from_uuid(id).map_err(|e| corrupt("vote id", e))?;
+            let held_id = VoteId::from_uuid(held).map_err(|e| corrupt("vote id", e))?;
+            match arrival(vote, Some(held_id)) {
+                Arrival::Redelivery => {
+                    outcomes[i] = PersistOutcome::AlreadyPersisted;
+                    *redeliveries.entry(cols.election_ids[i]).or_default() += 1;
+                }
+                Arrival::SecondVote { existing } => {
+                    outcomes[i] = PersistOutcome::Conflict { existing };
+                    conflicts.push(i);
+                    existing_ids.push(held);
+                }
+                Arrival::First => {
+                    return Err(StoreError::Unknown(anyhow::anyhow!(
+                        "vote {id}: a held vote classified as a first vote"
+                    )));
+                }
             }
         }
         if !conflicts.is_empty() {

@@ -302,8 +302,14 @@ where
             .ok_or(CastVoteError::ElectionNotFound(cmd.election_id))?;
         // Step 4: the rules.
         let now = inner.clock.now();
-        let vote =
-            accept(&election, cmd.voter.clone(), cmd.candidate_id, now).map_err(CastVoteError::Rejected)?;
+        let vote = accept(
+            &election,
+            VoteId::generate(),
+            cmd.voter.clone(),
+            cmd.candidate_id,
+            now,
+        )
+        .map_err(CastVoteError::Rejected)?;
         // Step 5: human check, before anything is claimed; fail closed.
         if election.captcha_required() {
             let token = cmd

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::faults::crash_point;
-use livevote_domain::{Election, ElectionId, ElectionStatus, VoteId, VoteRecord};
+use livevote_domain::{Election, ElectionId, ElectionStatus, VoteId, VoteRecord, check_references};
 use livevote_ports::{
     CatalogError, Clock, Delivery, DeliveryContent, DeliveryTag, ElectionCatalog, MetricEvent, Metrics,
     PersistOutcome, PoisonReason, QueueError, StoreError, VoteSource, VoteStore,
@@ -296,8 +296,6 @@ where
         }
     }
 
-    /// `None` if every vote names an existing election and one of its
-    /// candidates; otherwise why not.
     /// Why a message's votes cannot be stored, if they cannot. `seen` holds
     /// the elections already looked up for this batch, so each is read from
     /// the catalog at most once per batch, whatever its status.
@@ -316,14 +314,8 @@ where
                     e
                 }
             };
-            let Some(election) = election else {
-                return Ok(Some(format!("election {} does not exist", vote.election_id)));
-            };
-            if election.candidate(vote.candidate_id).is_none() {
-                return Ok(Some(format!(
-                    "candidate {} is not part of election {}",
-                    vote.candidate_id, vote.election_id
-                )));
+            if let Err(broken) = check_references(election.as_deref(), vote) {
+                return Ok(Some(broken.to_string()));
             }
         }
         Ok(None)

@@ -329,7 +329,14 @@ async fn a_retry_of_a_pending_vote_is_never_answered_before_the_queue_acknowledg
     // Another instance holds a pending claim with this key (its publish is in flight).
     let mut c = cast(&h, "v", 0);
     c.idempotency_key = Some(key.clone());
-    let vote = livevote_domain::accept(&h.election, c.voter.clone(), c.candidate_id, h.clock.now()).unwrap();
+    let vote = livevote_domain::accept(
+        &h.election,
+        livevote_domain::VoteId::generate(),
+        c.voter.clone(),
+        c.candidate_id,
+        h.clock.now(),
+    )
+    .unwrap();
     let foreign = Claim {
         vote,
         idempotency_key: Some(key),
