@@ -12,7 +12,9 @@
 //!   every dead-lettered message decoded as far as it goes (election and
 //!   votes, or why it does not decode, and its first bytes), peeked with a
 //!   short visibility timeout, then made visible again.
-//! - [`SqsQueue::replay_dead_letters`] moves dead letters back, with progress.
+//! - [`SqsQueue::replay_dead_letters`] moves dead letters back, with progress
+//!   (inspection and replay live in `queue/dead_letters.rs`, apart from the
+//!   hot path in `queue/mod.rs`).
 //! - [`setup::create_queues`] creates a main queue and its dead-letter queue
 //!   with a redrive policy, for local runs and tests.
 
