@@ -24,7 +24,5 @@ pub use ids::{ActorId, CandidateId, CorrelationId, ElectionId, IdError, Idempote
 pub use reconcile::{ReconciliationCounts, Verdict};
 pub use tally::{CandidateCount, Percentage, Tally, TallyShard};
 pub use text::{CancelReason, CandidateName, Description, Party, TextError, Title};
-pub use vote::{
-    AcceptedVote, Arrival, BrokenReference, Rejection, VoteRecord, accept, arrival, check_references,
-};
+pub use vote::{Arrival, Ballot, BrokenReference, Rejection, VoteRecord, accept, arrival, check_references};
 pub use window::{VotingWindow, WindowError};

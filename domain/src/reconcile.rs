@@ -37,7 +37,7 @@ pub struct ReconciliationCounts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Messages are still in the queue: no verdict yet.
-    Pending { in_flight: u64 },
+    Draining { in_flight: u64 },
     /// `A = P + D + L`.
     Balanced,
     /// `A > P + D + L`: this many accepted votes are missing. Raises an alarm.
@@ -50,7 +50,7 @@ impl Verdict {
     /// The stable lower-case name used in APIs and metrics.
     pub fn as_str(&self) -> &'static str {
         match self {
-            Verdict::Pending { .. } => "pending",
+            Verdict::Draining { .. } => "pending",
             Verdict::Balanced => "balanced",
             Verdict::Lost(_) => "lost",
             Verdict::Surplus(_) => "surplus",
@@ -66,7 +66,7 @@ impl Verdict {
 impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Verdict::Pending { in_flight } => write!(f, "pending ({in_flight} messages in the queue)"),
+            Verdict::Draining { in_flight } => write!(f, "pending ({in_flight} messages in the queue)"),
             Verdict::Balanced => f.write_str("balanced"),
             Verdict::Lost(n) => write!(f, "lost {n}"),
             Verdict::Surplus(n) => write!(f, "surplus {n}"),
@@ -85,7 +85,7 @@ impl ReconciliationCounts {
     /// The verdict of invariant 3.
     pub fn verdict(&self) -> Verdict {
         if self.in_flight > 0 {
-            return Verdict::Pending {
+            return Verdict::Draining {
                 in_flight: self.in_flight,
             };
         }
@@ -136,7 +136,7 @@ mod tests {
         assert_eq!(counts(10, 11, 0, 0, 0).verdict(), Verdict::Surplus(1));
         assert_eq!(
             counts(10, 0, 0, 0, 3).verdict(),
-            Verdict::Pending { in_flight: 3 }
+            Verdict::Draining { in_flight: 3 }
         );
         assert_eq!(counts(0, 0, 0, 0, 0).verdict(), Verdict::Balanced);
         assert_eq!(Verdict::Lost(3).to_string(), "lost 3");
@@ -184,14 +184,14 @@ mod tests {
             let c = counts(a, p, d, l, q);
             let v = c.verdict();
             if q > 0 {
-                prop_assert_eq!(v, Verdict::Pending { in_flight: q });
+                prop_assert_eq!(v, Verdict::Draining { in_flight: q });
                 prop_assert!(!c.allows_final(CLOSED));
             } else {
                 match v {
                     Verdict::Balanced => prop_assert_eq!(a, p + d + l),
                     Verdict::Lost(n) => { prop_assert!(n > 0); prop_assert_eq!(a, p + d + l + n); }
                     Verdict::Surplus(n) => { prop_assert!(n > 0); prop_assert_eq!(a + n, p + d + l); }
-                    Verdict::Pending { .. } => prop_assert!(false, "pending with an empty queue"),
+                    Verdict::Draining { .. } => prop_assert!(false, "pending with an empty queue"),
                 }
                 prop_assert_eq!(v.is_loss(), a > p + d + l);
             }

@@ -6,11 +6,13 @@ use crate::Timestamp;
 use crate::election::{Election, ElectionStatus};
 use crate::ids::{CandidateId, CorrelationId, ElectionId, VoteId, VoterId};
 
-/// A vote the rules accepted: it names a candidate of an election that was
-/// open at `accepted_at`. `accepted_at`, not processing time, decides whether a
+/// A vote the rules admitted: it names a candidate of an election that was
+/// open at `accepted_at`. Not yet a vote anyone was told is accepted: that
+/// takes the queue's acknowledgement (the 202); until then it is a ballot in
+/// hand, and it travels as one through the queue into the store. `accepted_at`, not processing time, decides whether a
 /// vote counts (ARCHITECTURE.md, invariant 5).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AcceptedVote {
+pub struct Ballot {
     pub vote_id: VoteId,
     pub election_id: ElectionId,
     pub candidate_id: CandidateId,
@@ -22,7 +24,7 @@ pub struct AcceptedVote {
 /// unit that goes through the queue into the vote store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoteRecord {
-    pub vote: AcceptedVote,
+    pub vote: Ballot,
     pub correlation_id: CorrelationId,
 }
 
@@ -72,7 +74,7 @@ pub fn accept(
     voter: VoterId,
     candidate: CandidateId,
     now: Timestamp,
-) -> Result<AcceptedVote, Rejection> {
+) -> Result<Ballot, Rejection> {
     let window = election.window();
     match election.effective_status(now) {
         ElectionStatus::Active => {}
@@ -102,7 +104,7 @@ pub fn accept(
             candidate_id: candidate,
         });
     }
-    Ok(AcceptedVote {
+    Ok(Ballot {
         vote_id,
         election_id: election.id(),
         candidate_id: candidate,
@@ -148,7 +150,7 @@ impl std::error::Error for BrokenReference {}
 ///
 /// # Errors
 /// The [`BrokenReference`].
-pub fn check_references(election: Option<&Election>, vote: &AcceptedVote) -> Result<(), BrokenReference> {
+pub fn check_references(election: Option<&Election>, vote: &Ballot) -> Result<(), BrokenReference> {
     let Some(election) = election.filter(|e| e.id() == vote.election_id) else {
         return Err(BrokenReference::UnknownElection {
             election_id: vote.election_id,
@@ -234,7 +236,7 @@ mod tests {
             check_references(None, &v),
             Err(BrokenReference::UnknownElection { election_id: e.id() })
         );
-        let stranger = AcceptedVote {
+        let stranger = Ballot {
             candidate_id: CandidateId::generate(),
             ..v.clone()
         };

@@ -14,7 +14,7 @@
 
 use std::future::Future;
 
-use livevote_domain::{AcceptedVote, CandidateCount, ElectionId, IdempotencyKey, Timestamp, VoteId, VoterId};
+use livevote_domain::{Ballot, CandidateCount, ElectionId, IdempotencyKey, Timestamp, VoteId, VoterId};
 
 /// Why the dedup store or the live tallies failed.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,7 @@ pub enum DedupError {
 /// A claim on a voter's one vote in an election.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    pub vote: AcceptedVote,
+    pub vote: Ballot,
     /// The client's `Idempotency-Key`, if it sent one.
     pub idempotency_key: Option<IdempotencyKey>,
 }
@@ -37,7 +37,7 @@ pub struct Claim {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimState {
     /// Claimed, not yet confirmed: its publish may still succeed or fail.
-    Pending,
+    Reserved,
     /// Confirmed: the queue acknowledged it and the voter was (or is being) answered 202.
     Accepted,
 }
@@ -71,7 +71,7 @@ pub enum ClaimOutcome {
 /// The result of a confirm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfirmOutcome {
-    /// Pending -> accepted, and the live tally was bumped, atomically.
+    /// Reserved -> accepted, and the live tally was bumped, atomically.
     Confirmed,
     /// The claim is no longer this vote's (it expired, or another attempt took
     /// it): nothing was changed and the tally was not bumped.

@@ -2,7 +2,7 @@
 
 use chrono::Duration;
 use livevote_domain::{
-    AcceptedVote, ActorId, CandidateDraft, CandidateName, CorrelationId, Description, Election, ElectionId,
+    ActorId, Ballot, CandidateDraft, CandidateName, CorrelationId, Description, Election, ElectionId,
     NewElection, Party, ResultsVisibility, Timestamp, Title, VoteId, VoteRecord, VoterId, VotingWindow,
 };
 use livevote_ports::{AdminAction, ElectionAdmin};
@@ -70,7 +70,7 @@ pub async fn active_election<A: ElectionAdmin>(
 /// On an invalid voter id or candidate index.
 pub fn record(election: &Election, voter: &str, candidate: usize, at: Timestamp) -> VoteRecord {
     VoteRecord {
-        vote: AcceptedVote {
+        vote: Ballot {
             vote_id: VoteId::generate(),
             election_id: election.id(),
             candidate_id: election.candidates()[candidate].id(),

@@ -393,8 +393,8 @@ mod tests {
     use super::*;
     use chrono::{Duration, Utc};
     use livevote_domain::{
-        AcceptedVote, CandidateDraft, CandidateName, CorrelationId, Description, NewElection,
-        ResultsVisibility, Title, VotingWindow,
+        Ballot, CandidateDraft, CandidateName, CorrelationId, Description, NewElection, ResultsVisibility,
+        Title, VotingWindow,
     };
     use livevote_hosting::SystemClock;
 
@@ -419,7 +419,7 @@ mod tests {
 
     fn vote(e: &Election, voter: &str, candidate: usize) -> VoteRecord {
         VoteRecord {
-            vote: AcceptedVote {
+            vote: Ballot {
                 vote_id: VoteId::generate(),
                 election_id: e.id(),
                 candidate_id: e.candidates()[candidate].id(),

@@ -131,7 +131,7 @@ impl VoteDedup for MemoryDedup {
             Entry {
                 vote_id: v.vote_id,
                 accepted_at: v.accepted_at,
-                state: ClaimState::Pending,
+                state: ClaimState::Reserved,
                 key: claim.idempotency_key.clone(),
                 expires_at: now + self.config.pending_ttl,
             },
@@ -148,7 +148,7 @@ impl VoteDedup for MemoryDedup {
         let accepted_ttl = self.config.accepted_ttl;
         let bump = match Self::live(&mut state, &key, now) {
             Some(entry) if entry.vote_id == v.vote_id => {
-                let was_pending = entry.state == ClaimState::Pending;
+                let was_pending = entry.state == ClaimState::Reserved;
                 entry.state = ClaimState::Accepted;
                 entry.expires_at = now + accepted_ttl;
                 was_pending
@@ -173,7 +173,7 @@ impl VoteDedup for MemoryDedup {
         let key = (v.election_id, v.voter_id.clone());
         let mut state = self.lock();
         match Self::live(&mut state, &key, now) {
-            Some(entry) if entry.vote_id == v.vote_id && entry.state == ClaimState::Pending => {
+            Some(entry) if entry.vote_id == v.vote_id && entry.state == ClaimState::Reserved => {
                 state.claims.remove(&key);
                 Ok(true)
             }
@@ -228,12 +228,12 @@ impl LiveTallies for MemoryDedup {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use livevote_domain::AcceptedVote;
+    use livevote_domain::Ballot;
     use livevote_testkit::ManualClock;
 
     fn claim(election: ElectionId, voter: &str, key: Option<&str>) -> Claim {
         Claim {
-            vote: AcceptedVote {
+            vote: Ballot {
                 vote_id: VoteId::generate(),
                 election_id: election,
                 candidate_id: CandidateId::generate(),
@@ -259,7 +259,7 @@ mod tests {
         match d.claim(&second).await.unwrap() {
             ClaimOutcome::Held(x) => {
                 assert_eq!(x.vote_id, first.vote.vote_id);
-                assert_eq!(x.state, ClaimState::Pending);
+                assert_eq!(x.state, ClaimState::Reserved);
                 assert!(!x.is_retry_of(second.idempotency_key.as_ref()));
                 assert!(x.is_retry_of(first.idempotency_key.as_ref()));
             }

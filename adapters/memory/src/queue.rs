@@ -384,14 +384,14 @@ impl QueueInspector for MemoryQueue {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use livevote_domain::{AcceptedVote, CandidateId, CorrelationId, VoteId, VoterId};
+    use livevote_domain::{Ballot, CandidateId, CorrelationId, VoteId, VoterId};
     use livevote_testkit::ManualClock;
 
     fn votes(n: usize) -> Vec<VoteRecord> {
         let e = ElectionId::generate();
         (0..n)
             .map(|i| VoteRecord {
-                vote: AcceptedVote {
+                vote: Ballot {
                     vote_id: VoteId::generate(),
                     election_id: e,
                     candidate_id: CandidateId::generate(),

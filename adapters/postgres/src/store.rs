@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use livevote_domain::{
-    AcceptedVote, Arrival, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord,
-    VoterId, arrival,
+    Arrival, Ballot, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId,
+    arrival,
 };
 use livevote_ports::{
     HourlyCount, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteActivity, VoteStore,
@@ -408,7 +408,7 @@ impl VoteStore for PgVoteStore {
         let correlation: String = row.get(4);
         Ok(Some(StoredVote {
             record: VoteRecord {
-                vote: AcceptedVote {
+                vote: Ballot {
                     vote_id: id,
                     election_id: ElectionId::from_uuid(row.get(0)),
                     candidate_id: CandidateId::from_uuid(row.get(1)),

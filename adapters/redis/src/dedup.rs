@@ -65,7 +65,7 @@ impl Default for Scripts {
 fn encode_claim(state: ClaimState, claim: &Claim) -> String {
     let v = &claim.vote;
     let tag = match state {
-        ClaimState::Pending => 'P',
+        ClaimState::Reserved => 'P',
         ClaimState::Accepted => 'A',
     };
     format!(
@@ -84,7 +84,7 @@ fn decode_claim(value: &str) -> anyhow::Result<ExistingClaim> {
             .with_context(|| format!("claim {value:?} has no {what}"))
     };
     let state = match next("state")? {
-        "P" => ClaimState::Pending,
+        "P" => ClaimState::Reserved,
         "A" => ClaimState::Accepted,
         other => return Err(anyhow!("claim {value:?} has unknown state {other:?}")),
     };
@@ -116,7 +116,7 @@ impl VoteDedup for RedisStore {
             .pool
             .set(
                 key,
-                encode_claim(ClaimState::Pending, claim),
+                encode_claim(ClaimState::Reserved, claim),
                 Some(Expiration::PX(millis(self.config.pending_ttl))),
                 Some(SetOptions::NX),
                 true,
@@ -249,11 +249,11 @@ impl LiveTallies for RedisStore {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use livevote_domain::AcceptedVote;
+    use livevote_domain::Ballot;
 
     fn claim(key: Option<&str>) -> Claim {
         Claim {
-            vote: AcceptedVote {
+            vote: Ballot {
                 vote_id: VoteId::generate(),
                 election_id: ElectionId::generate(),
                 candidate_id: CandidateId::generate(),
@@ -268,12 +268,12 @@ mod tests {
     fn a_claim_value_round_trips_with_and_without_a_key_and_puts_the_vote_id_where_the_scripts_look() {
         for key in [None, Some("retry:1:with:colons")] {
             let c = claim(key);
-            let encoded = encode_claim(ClaimState::Pending, &c);
+            let encoded = encode_claim(ClaimState::Reserved, &c);
             assert_eq!(&encoded[2..38], c.vote.vote_id.as_uuid().hyphenated().to_string());
             let decoded = decode_claim(&encoded).unwrap();
             assert_eq!(decoded.vote_id, c.vote.vote_id);
             assert_eq!(decoded.accepted_at, c.vote.accepted_at);
-            assert_eq!(decoded.state, ClaimState::Pending);
+            assert_eq!(decoded.state, ClaimState::Reserved);
             assert_eq!(decoded.idempotency_key, c.idempotency_key);
             let accepted = decode_claim(&encode_claim(ClaimState::Accepted, &c)).unwrap();
             assert_eq!(accepted.state, ClaimState::Accepted);

@@ -4,7 +4,7 @@
 //! holds only valid ids; anything else is poison, never a guess.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use livevote_domain::{AcceptedVote, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId};
+use livevote_domain::{Ballot, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId};
 use livevote_ports::PoisonReason;
 use serde::{Deserialize, Serialize};
 
@@ -163,7 +163,7 @@ pub fn decode(body: &str) -> Result<Vec<VoteRecord>, PoisonReason> {
         .map(|(i, v)| {
             let field = |name: &str, e: &dyn std::fmt::Display| undecodable(format!("vote {i}: {name}: {e}"));
             Ok(VoteRecord {
-                vote: AcceptedVote {
+                vote: Ballot {
                     vote_id: VoteId::parse(&v.vote_id).map_err(|e| field("voteId", &e))?,
                     election_id: ElectionId::parse(&v.election_id).map_err(|e| field("electionId", &e))?,
                     candidate_id: CandidateId::parse(&v.candidate_id)

@@ -71,7 +71,8 @@ const QUEUED: u8 = 0;
 const WITHDRAWN: u8 = 1;
 const SENDING: u8 = 2;
 
-struct Pending {
+/// A vote waiting in the publish buffer, with the sender its answer goes to.
+struct Buffered {
     record: VoteRecord,
     done: oneshot::Sender<Result<(), QueueError>>,
     state: Arc<AtomicU8>,
@@ -107,12 +108,12 @@ impl PublishWait {
 /// A handle for publishing votes through the shared batcher. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct VoteBatcher {
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<Buffered>,
 }
 
-impl std::fmt::Debug for Pending {
+impl std::fmt::Debug for Buffered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
+        f.debug_struct("Buffered")
             .field("vote_id", &self.record.vote.vote_id)
             .finish()
     }
@@ -162,7 +163,7 @@ impl VoteBatcher {
         let (done, answer) = oneshot::channel();
         let state = Arc::new(AtomicU8::new(QUEUED));
         self.tx
-            .try_send(Pending {
+            .try_send(Buffered {
                 record,
                 done,
                 state: state.clone(),
@@ -182,7 +183,7 @@ impl VoteBatcher {
 
 async fn run<Q: VoteQueue, M: Metrics + Clone>(
     queue: Arc<Q>,
-    mut rx: mpsc::Receiver<Pending>,
+    mut rx: mpsc::Receiver<Buffered>,
     config: PublisherConfig,
     metrics: M,
 ) {
@@ -264,14 +265,14 @@ async fn run<Q: VoteQueue, M: Metrics + Clone>(
 mod tests {
     use super::*;
     use chrono::Utc;
-    use livevote_domain::{AcceptedVote, CandidateId, CorrelationId, ElectionId, VoteId, VoterId};
+    use livevote_domain::{Ballot, CandidateId, CorrelationId, ElectionId, VoteId, VoterId};
     use livevote_hosting::SystemClock;
     use livevote_memory::{MemoryQueue, NoMetrics, QueueConfig, RecordingMetrics};
     use livevote_ports::{QueueInspector, VoteSource};
 
     fn record(i: usize) -> VoteRecord {
         VoteRecord {
-            vote: AcceptedVote {
+            vote: Ballot {
                 vote_id: VoteId::generate(),
                 election_id: ElectionId::generate(),
                 candidate_id: CandidateId::generate(),

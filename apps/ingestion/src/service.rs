@@ -74,7 +74,7 @@ pub enum CastVoteError {
     /// is neither accepted nor refused yet. Its claim is settled once the
     /// queue answers; a retry with the same idempotency key then learns the outcome.
     #[error("vote {vote_id} is still being queued")]
-    Pending { vote_id: VoteId },
+    QueueUnanswered { vote_id: VoteId },
     /// A dependency (queue, dedup store, catalog, human check) is down or slow.
     #[error("{what} unavailable")]
     Unavailable {
@@ -96,7 +96,9 @@ impl CastVoteError {
             CastVoteError::CaptchaRequired | CastVoteError::CaptchaFailed => RejectReason::CaptchaFailed,
             CastVoteError::AlreadyVoted { .. } => RejectReason::Duplicate,
             CastVoteError::Overloaded => RejectReason::Overloaded,
-            CastVoteError::Unavailable { .. } | CastVoteError::Pending { .. } => RejectReason::Unavailable,
+            CastVoteError::Unavailable { .. } | CastVoteError::QueueUnanswered { .. } => {
+                RejectReason::Unavailable
+            }
         }
     }
 
@@ -164,22 +166,22 @@ impl Default for CastConfig {
     }
 }
 
-struct Inner<C, D, H, K, M> {
-    elections: Arc<ElectionCache<C>>,
-    dedup: D,
+struct Inner<Catalog, Claims, Humans, Time, Meter> {
+    elections: Arc<ElectionCache<Catalog>>,
+    dedup: Claims,
     batcher: VoteBatcher,
-    human: H,
-    clock: K,
-    metrics: M,
+    human: Humans,
+    clock: Time,
+    metrics: Meter,
     config: CastConfig,
 }
 
 /// Accepts votes. Cheap to clone; clones share everything.
-pub struct CastVoteService<C, D, H, K, M> {
-    inner: Arc<Inner<C, D, H, K, M>>,
+pub struct CastVoteService<Catalog, Claims, Humans, Time, Meter> {
+    inner: Arc<Inner<Catalog, Claims, Humans, Time, Meter>>,
 }
 
-impl<C, D, H, K, M> Clone for CastVoteService<C, D, H, K, M> {
+impl<Catalog, Claims, Humans, Time, Meter> Clone for CastVoteService<Catalog, Claims, Humans, Time, Meter> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -187,27 +189,29 @@ impl<C, D, H, K, M> Clone for CastVoteService<C, D, H, K, M> {
     }
 }
 
-impl<C, D, H, K, M> std::fmt::Debug for CastVoteService<C, D, H, K, M> {
+impl<Catalog, Claims, Humans, Time, Meter> std::fmt::Debug
+    for CastVoteService<Catalog, Claims, Humans, Time, Meter>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CastVoteService").finish_non_exhaustive()
     }
 }
 
-impl<C, D, H, K, M> CastVoteService<C, D, H, K, M>
+impl<Catalog, Claims, Humans, Time, Meter> CastVoteService<Catalog, Claims, Humans, Time, Meter>
 where
-    C: ElectionCatalog,
-    D: VoteDedup + Clone,
-    H: HumanCheck,
-    K: Clock,
-    M: Metrics + Clone,
+    Catalog: ElectionCatalog,
+    Claims: VoteDedup + Clone,
+    Humans: HumanCheck,
+    Time: Clock,
+    Meter: Metrics + Clone,
 {
     pub fn new(
-        elections: Arc<ElectionCache<C>>,
-        dedup: D,
+        elections: Arc<ElectionCache<Catalog>>,
+        dedup: Claims,
         batcher: VoteBatcher,
-        human: H,
-        clock: K,
-        metrics: M,
+        human: Humans,
+        clock: Time,
+        metrics: Meter,
         config: CastConfig,
     ) -> Self {
         Self {
@@ -224,7 +228,7 @@ where
     }
 
     /// The election cache, for the change-feed follower and readiness.
-    pub fn elections(&self) -> &Arc<ElectionCache<C>> {
+    pub fn elections(&self) -> &Arc<ElectionCache<Catalog>> {
         &self.inner.elections
     }
 
@@ -283,8 +287,8 @@ where
                     source: anyhow::Error::new(join),
                 }),
             },
-            Ok(()) = unsure => Err(CastVoteError::Pending { vote_id }),
-            () = tokio::time::sleep_until(deadline) => Err(CastVoteError::Pending { vote_id }),
+            Ok(()) = unsure => Err(CastVoteError::QueueUnanswered { vote_id }),
+            () = tokio::time::sleep_until(deadline) => Err(CastVoteError::QueueUnanswered { vote_id }),
         }
     }
 

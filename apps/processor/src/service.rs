@@ -55,23 +55,23 @@ impl Default for PersistConfig {
     }
 }
 
-struct Inner<Q, S, C, K, M> {
-    source: Q,
-    store: S,
-    catalog: C,
-    clock: K,
-    metrics: M,
+struct Inner<Source, Store, Catalog, Time, Meter> {
+    source: Source,
+    store: Store,
+    catalog: Catalog,
+    clock: Time,
+    metrics: Meter,
     config: PersistConfig,
     /// Elections whose candidates can no longer change (voting started), by id.
     frozen: Mutex<HashMap<ElectionId, Arc<Election>>>,
 }
 
 /// Persists batches of queued votes. Cheap to clone.
-pub struct PersistService<Q, S, C, K, M> {
-    inner: Arc<Inner<Q, S, C, K, M>>,
+pub struct PersistService<Source, Store, Catalog, Time, Meter> {
+    inner: Arc<Inner<Source, Store, Catalog, Time, Meter>>,
 }
 
-impl<Q, S, C, K, M> Clone for PersistService<Q, S, C, K, M> {
+impl<Source, Store, Catalog, Time, Meter> Clone for PersistService<Source, Store, Catalog, Time, Meter> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -79,7 +79,9 @@ impl<Q, S, C, K, M> Clone for PersistService<Q, S, C, K, M> {
     }
 }
 
-impl<Q, S, C, K, M> std::fmt::Debug for PersistService<Q, S, C, K, M> {
+impl<Source, Store, Catalog, Time, Meter> std::fmt::Debug
+    for PersistService<Source, Store, Catalog, Time, Meter>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PersistService").finish_non_exhaustive()
     }
@@ -88,15 +90,22 @@ impl<Q, S, C, K, M> std::fmt::Debug for PersistService<Q, S, C, K, M> {
 /// Most elections whose candidates are remembered; past it the memo starts over.
 const FROZEN_CAPACITY: usize = 10_000;
 
-impl<Q, S, C, K, M> PersistService<Q, S, C, K, M>
+impl<Source, Store, Catalog, Time, Meter> PersistService<Source, Store, Catalog, Time, Meter>
 where
-    Q: VoteSource,
-    S: VoteStore,
-    C: ElectionCatalog,
-    K: Clock,
-    M: Metrics,
+    Source: VoteSource,
+    Store: VoteStore,
+    Catalog: ElectionCatalog,
+    Time: Clock,
+    Meter: Metrics,
 {
-    pub fn new(source: Q, store: S, catalog: C, clock: K, metrics: M, config: PersistConfig) -> Self {
+    pub fn new(
+        source: Source,
+        store: Store,
+        catalog: Catalog,
+        clock: Time,
+        metrics: Meter,
+        config: PersistConfig,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 source,
@@ -111,7 +120,7 @@ where
     }
 
     /// The queue this service consumes, for the runner's receivers and heartbeats.
-    pub fn source(&self) -> &Q {
+    pub fn source(&self) -> &Source {
         &self.inner.source
     }
 

@@ -52,21 +52,21 @@ const ANNOUNCE_ATTEMPTS: u32 = 3;
 
 /// Election administration. Cheap to clone when its parts are.
 #[derive(Debug, Clone)]
-pub struct AdminService<A, N, K> {
-    store: A,
-    announcer: N,
-    clock: K,
+pub struct AdminService<Elections, Announcer, Time> {
+    store: Elections,
+    announcer: Announcer,
+    clock: Time,
     /// How far after a "close now" the election's end is set ([`Election::close_with_grace`]).
     close_grace: chrono::Duration,
 }
 
-impl<A, N, K> AdminService<A, N, K>
+impl<Elections, Announcer, Time> AdminService<Elections, Announcer, Time>
 where
-    A: ElectionAdmin,
-    N: ElectionAnnouncer,
-    K: Clock,
+    Elections: ElectionAdmin,
+    Announcer: ElectionAnnouncer,
+    Time: Clock,
 {
-    pub fn new(store: A, announcer: N, clock: K) -> Self {
+    pub fn new(store: Elections, announcer: Announcer, clock: Time) -> Self {
         Self {
             store,
             announcer,

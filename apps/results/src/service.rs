@@ -149,20 +149,20 @@ pub struct Receipt {
     pub persisted_at: Option<Timestamp>,
 }
 
-struct Inner<C, T, S, Q, K> {
-    catalog: C,
-    live: T,
-    store: S,
-    queue: Q,
-    clock: K,
+struct Inner<Catalog, Tallies, Store, Queue, Time> {
+    catalog: Catalog,
+    live: Tallies,
+    store: Store,
+    queue: Queue,
+    clock: Time,
 }
 
 /// Reads results and reconciles. Cheap to clone.
-pub struct ResultsService<C, T, S, Q, K> {
-    inner: Arc<Inner<C, T, S, Q, K>>,
+pub struct ResultsService<Catalog, Tallies, Store, Queue, Time> {
+    inner: Arc<Inner<Catalog, Tallies, Store, Queue, Time>>,
 }
 
-impl<C, T, S, Q, K> Clone for ResultsService<C, T, S, Q, K> {
+impl<Catalog, Tallies, Store, Queue, Time> Clone for ResultsService<Catalog, Tallies, Store, Queue, Time> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -170,7 +170,9 @@ impl<C, T, S, Q, K> Clone for ResultsService<C, T, S, Q, K> {
     }
 }
 
-impl<C, T, S, Q, K> std::fmt::Debug for ResultsService<C, T, S, Q, K> {
+impl<Catalog, Tallies, Store, Queue, Time> std::fmt::Debug
+    for ResultsService<Catalog, Tallies, Store, Queue, Time>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResultsService").finish_non_exhaustive()
     }
@@ -188,15 +190,15 @@ pub struct Rebuild {
 /// Decimals of published percentages (33.3 %).
 pub const PERCENT_DECIMALS: u8 = 1;
 
-impl<C, T, S, Q, K> ResultsService<C, T, S, Q, K>
+impl<Catalog, Tallies, Store, Queue, Time> ResultsService<Catalog, Tallies, Store, Queue, Time>
 where
-    C: ElectionCatalog,
-    T: LiveTallies,
-    S: VoteStore,
-    Q: QueueInspector,
-    K: Clock,
+    Catalog: ElectionCatalog,
+    Tallies: LiveTallies,
+    Store: VoteStore,
+    Queue: QueueInspector,
+    Time: Clock,
 {
-    pub fn new(catalog: C, live: T, store: S, queue: Q, clock: K) -> Self {
+    pub fn new(catalog: Catalog, live: Tallies, store: Store, queue: Queue, clock: Time) -> Self {
         Self {
             inner: Arc::new(Inner {
                 catalog,
@@ -404,13 +406,13 @@ where
     }
 }
 
-impl<C, T, S, Q, K> ResultsService<C, T, S, Q, K>
+impl<Catalog, Tallies, Store, Queue, Time> ResultsService<Catalog, Tallies, Store, Queue, Time>
 where
-    C: ElectionCatalog,
-    T: LiveTallies + VoteDedup,
-    S: VoteStore,
-    Q: QueueInspector,
-    K: Clock,
+    Catalog: ElectionCatalog,
+    Tallies: LiveTallies + VoteDedup,
+    Store: VoteStore,
+    Queue: QueueInspector,
+    Time: Clock,
 {
     /// The receipt of `vote_id` if `voter` cast it. A stored vote answers
     /// from the vote store; a vote still on its way is found through the

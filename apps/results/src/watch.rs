@@ -60,7 +60,7 @@ pub async fn round(reads: &dyn Reads, admin: &dyn Admin, metrics: &dyn Metrics) 
             let (lost, surplus) = match r.verdict {
                 Verdict::Lost(n) => (n, 0),
                 Verdict::Surplus(n) => (0, n),
-                Verdict::Balanced | Verdict::Pending { .. } => (0, 0),
+                Verdict::Balanced | Verdict::Draining { .. } => (0, 0),
             };
             metrics.record(MetricEvent::Reconciled {
                 election: r.election_id,

@@ -7,9 +7,7 @@ use std::time::Duration;
 use crate::common::{PrivateRedis, store, test_config};
 use chrono::{DateTime, Utc};
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
-use livevote_domain::{
-    AcceptedVote, CandidateCount, CandidateId, ElectionId, IdempotencyKey, VoteId, VoterId,
-};
+use livevote_domain::{Ballot, CandidateCount, CandidateId, ElectionId, IdempotencyKey, VoteId, VoterId};
 use livevote_ports::{Claim, ClaimOutcome, ClaimState, ConfirmOutcome, DedupError, LiveTallies, VoteDedup};
 use livevote_redis::{ConnectError, RedisConfig, RedisStore};
 
@@ -19,7 +17,7 @@ fn now() -> DateTime<Utc> {
 
 fn claim(election: ElectionId, voter: &str, candidate: CandidateId, key: Option<&str>) -> Claim {
     Claim {
-        vote: AcceptedVote {
+        vote: Ballot {
             vote_id: VoteId::generate(),
             election_id: election,
             candidate_id: candidate,
@@ -65,7 +63,7 @@ async fn claim_confirm_and_a_second_attempt_sees_the_first_vote() {
     };
     assert_eq!(
         (held.vote_id, held.accepted_at, held.state),
-        (first.vote.vote_id, first.vote.accepted_at, ClaimState::Pending)
+        (first.vote.vote_id, first.vote.accepted_at, ClaimState::Reserved)
     );
     assert!(held.is_retry_of(first.idempotency_key.as_ref()));
     assert!(!held.is_retry_of(None));

@@ -202,7 +202,7 @@ impl From<CastVoteError> for ApiError {
                 retry_after: Duration::from_secs(1),
                 cause: "vote buffer full (load shedding)".into(),
             },
-            CastVoteError::Pending { vote_id } => ApiError::VotePending { vote_id },
+            CastVoteError::QueueUnanswered { vote_id } => ApiError::VotePending { vote_id },
             CastVoteError::Unavailable { what, source } => ApiError::Unavailable {
                 message: "the vote could not be taken right now; retry shortly",
                 retry_after: Duration::from_secs(2),

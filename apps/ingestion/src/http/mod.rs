@@ -51,13 +51,13 @@ pub trait Voting: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<MyVote>, CastVoteError>>;
 }
 
-impl<C, D, H, K, M> Voting for CastVoteService<C, D, H, K, M>
+impl<Catalog, Claims, Humans, Time, Meter> Voting for CastVoteService<Catalog, Claims, Humans, Time, Meter>
 where
-    C: ElectionCatalog,
-    D: VoteDedup + Clone,
-    H: HumanCheck,
-    K: Clock,
-    M: Metrics + Clone,
+    Catalog: ElectionCatalog,
+    Claims: VoteDedup + Clone,
+    Humans: HumanCheck,
+    Time: Clock,
+    Meter: Metrics + Clone,
 {
     fn cast(&self, cmd: CastVote) -> BoxFuture<'_, Result<CastReceipt, CastVoteError>> {
         Box::pin(CastVoteService::cast(self, cmd))

@@ -434,7 +434,7 @@ async fn a_hung_queue_gets_vote_pending_for_a_vote_in_flight_and_unavailable_for
         tokio::time::sleep(Duration::from_millis(50)).await;
         h.service.cast(cast(&h, "v2", 1)).await
     });
-    let Err(CastVoteError::Pending { vote_id }) = first else {
+    let Err(CastVoteError::QueueUnanswered { vote_id }) = first else {
         panic!("the vote in flight must be pending, got {first:?}");
     };
     assert!(

@@ -85,7 +85,7 @@ fn reconciliation_doc(
     names: &[(String, String)],
 ) -> ReconciliationDoc {
     let verdict_count = match r.verdict {
-        Verdict::Pending { in_flight } => in_flight,
+        Verdict::Draining { in_flight } => in_flight,
         Verdict::Balanced => 0,
         Verdict::Lost(n) | Verdict::Surplus(n) => n,
     };

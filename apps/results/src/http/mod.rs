@@ -84,13 +84,13 @@ pub trait Reads: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<Option<Receipt>, ResultsError>>;
 }
 
-impl<C, T, S, Q, K> Reads for ResultsService<C, T, S, Q, K>
+impl<Catalog, Tallies, Store, Queue, Time> Reads for ResultsService<Catalog, Tallies, Store, Queue, Time>
 where
-    C: ElectionCatalog,
-    T: LiveTallies + VoteDedup,
-    S: VoteStore,
-    Q: QueueInspector,
-    K: Clock,
+    Catalog: ElectionCatalog,
+    Tallies: LiveTallies + VoteDedup,
+    Store: VoteStore,
+    Queue: QueueInspector,
+    Time: Clock,
 {
     fn results(&self, id: ElectionId) -> BoxFuture<'_, Result<ElectionResults, ResultsError>> {
         Box::pin(ResultsService::results(self, id))
@@ -178,11 +178,11 @@ pub trait Admin: Send + Sync + 'static {
     ) -> BoxFuture<'_, AdminResult<Election>>;
 }
 
-impl<A, N, K> Admin for AdminService<A, N, K>
+impl<Elections, Announcer, Time> Admin for AdminService<Elections, Announcer, Time>
 where
-    A: ElectionAdmin,
-    N: ElectionAnnouncer,
-    K: Clock,
+    Elections: ElectionAdmin,
+    Announcer: ElectionAnnouncer,
+    Time: Clock,
 {
     fn create(&self, actor: ActorId, new: NewElection) -> BoxFuture<'_, AdminResult<Election>> {
         Box::pin(async move { AdminService::create(self, &actor, new).await })

@@ -1143,7 +1143,7 @@ async fn the_stream_sends_a_snapshot_paced_updates_status_changes_heartbeats_and
 
 fn stream_claim(e: &Value, i: usize) -> livevote_ports::Claim {
     livevote_ports::Claim {
-        vote: livevote_domain::AcceptedVote {
+        vote: livevote_domain::Ballot {
             vote_id: livevote_domain::VoteId::generate(),
             election_id: election_id(e),
             candidate_id: candidate_id(e, i % 2),

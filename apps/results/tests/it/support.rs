@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::routing::get;
 use livevote_auth0::{DevIssuer, DevTokenClaims};
 use livevote_domain::{
-    AcceptedVote, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId,
+    Ballot, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId,
 };
 use livevote_ports::{Claim, ClaimOutcome, ConfirmOutcome, LiveTallies, VoteDedup, VoteStore};
 use livevote_postgres::{PgVoteStore, StoreConfig};
@@ -170,7 +170,7 @@ impl Stack {
     /// A vote the way ingestion accepts it: claimed, then confirmed (live tally +1).
     pub async fn accept(&self, election: ElectionId, candidate: CandidateId, voter: &str) -> VoteRecord {
         let record = VoteRecord {
-            vote: AcceptedVote {
+            vote: Ballot {
                 vote_id: VoteId::generate(),
                 election_id: election,
                 candidate_id: candidate,
