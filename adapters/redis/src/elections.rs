@@ -326,7 +326,7 @@ fn decode_election(f: &HashMap<String, String>) -> anyhow::Result<Election> {
 
 /// Follows any change feed (this adapter's or another) until `shutdown` resolves, handing every change to
 /// `on_change`. When the feed fails it resubscribes with backoff (100 ms
-/// doubling to 5 s); every (re)subscription is reported as
+/// doubling to 5 s, jittered); every (re)subscription is reported as
 /// [`ElectionChange::Resync`], since changes may have been missed meanwhile.
 pub async fn follow_changes<F: ElectionChangeFeed>(
     feed: &F,
@@ -334,7 +334,16 @@ pub async fn follow_changes<F: ElectionChangeFeed>(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut backoff = std::time::Duration::from_millis(100);
+    use backon::BackoffBuilder;
+    let resubscribe_delays = || {
+        backon::ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(100))
+            .with_max_delay(std::time::Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    };
+    let mut delays = resubscribe_delays();
     loop {
         let subscribed = tokio::select! {
             () = &mut shutdown => return,
@@ -342,17 +351,17 @@ pub async fn follow_changes<F: ElectionChangeFeed>(
         };
         let mut changes = match subscribed {
             Ok(changes) => {
-                backoff = std::time::Duration::from_millis(100);
+                delays = resubscribe_delays();
                 on_change(ElectionChange::Resync);
                 changes
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "election change feed unavailable");
+                let delay = delays.next().unwrap_or(std::time::Duration::from_secs(5));
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "election change feed unavailable");
                 tokio::select! {
                     () = &mut shutdown => return,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(delay) => {}
                 }
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
                 continue;
             }
         };

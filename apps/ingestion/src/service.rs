@@ -18,6 +18,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::Retryable;
+
 use livevote_domain::{
     CandidateId, CorrelationId, ElectionId, IdempotencyKey, Rejection, Timestamp, VoteId, VoteRecord,
     VoterId, accept,
@@ -464,20 +466,22 @@ where
     async fn confirm_later(&self, claim: Claim) {
         let inner = &self.inner;
         let election = claim.vote.election_id;
-        let give_up = tokio::time::Instant::now() + inner.config.confirm_retry_for;
-        while tokio::time::Instant::now() < give_up {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            match bounded(inner.config.dedup_timeout, inner.dedup.confirm(&claim)).await {
-                Ok(ConfirmOutcome::Confirmed) => {
-                    tracing::info!(vote_id = %claim.vote.vote_id, "confirm landed on retry");
-                    inner
-                        .metrics
-                        .record(MetricEvent::VotesAccepted { election, count: 1 });
-                    return;
-                }
-                Ok(ConfirmOutcome::NotHeld) => break,
-                Err(_) => {}
-            }
+        let every = Duration::from_millis(500);
+        let tries = (inner.config.confirm_retry_for.as_millis() / every.as_millis()).max(1) as usize;
+        tokio::time::sleep(every).await;
+        let confirmed = (|| bounded(inner.config.dedup_timeout, inner.dedup.confirm(&claim)))
+            .retry(
+                backon::ConstantBuilder::default()
+                    .with_delay(every)
+                    .with_max_times(tries - 1),
+            )
+            .await;
+        if let Ok(ConfirmOutcome::Confirmed) = confirmed {
+            tracing::info!(vote_id = %claim.vote.vote_id, "confirm landed on retry");
+            inner
+                .metrics
+                .record(MetricEvent::VotesAccepted { election, count: 1 });
+            return;
         }
         tracing::warn!(vote_id = %claim.vote.vote_id, "confirm missed: the live tally stays short of this stored vote");
         inner.metrics.record(MetricEvent::ConfirmMissed);

@@ -141,6 +141,22 @@ where
     report
 }
 
+/// First delay after a failed receive, and after a batch that did not persist.
+const RECEIVE_RETRY_FIRST: Duration = Duration::from_millis(100);
+const PERSIST_RETRY_FIRST: Duration = Duration::from_millis(200);
+
+/// Retry delays doubling from `first` up to `config.max_backoff`, jittered,
+/// without end: the loops that use them stop on their own terms.
+fn retry_delays(first: Duration, config: &RunnerConfig) -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(config.max_backoff)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
 async fn receive_loop<Q: VoteSource>(
     source: Q,
     config: RunnerConfig,
@@ -148,7 +164,7 @@ async fn receive_loop<Q: VoteSource>(
     mut stopping: watch::Receiver<bool>,
     mut healthy: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut delays = retry_delays(RECEIVE_RETRY_FIRST, &config);
     loop {
         // Paused while the batcher cannot persist: taking more would only
         // let their visibility run out and count receives towards the DLQ.
@@ -163,19 +179,19 @@ async fn receive_loop<Q: VoteSource>(
         match received {
             Ok(deliveries) if deliveries.is_empty() => {}
             Ok(deliveries) => {
-                backoff = Duration::from_millis(100);
+                delays = retry_delays(RECEIVE_RETRY_FIRST, &config);
                 // Blocks while the batcher is busy: backpressure.
                 if tx.send(deliveries).await.is_err() {
                     return;
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "receive failed");
+                let delay = delays.next().unwrap_or(config.max_backoff);
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "receive failed");
                 tokio::select! {
                     _ = stopping.wait_for(|s| *s) => return,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(delay) => {}
                 }
-                backoff = (backoff * 2).min(config.max_backoff);
             }
         }
     }
@@ -285,7 +301,7 @@ where
     };
     let mut failed_attempts = 0u64;
     let work = async {
-        let mut backoff = Duration::from_millis(200);
+        let mut delays = retry_delays(PERSIST_RETRY_FIRST, config);
         let mut given_up_at: Option<Instant> = None;
         loop {
             match service.process(batch.clone()).await {
@@ -296,7 +312,8 @@ where
                 Err(error) => {
                     failed_attempts += 1;
                     healthy.send_if_modified(|h| std::mem::replace(h, false));
-                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, messages = batch.len(),
+                    let delay = delays.next().unwrap_or(config.max_backoff);
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, messages = batch.len(),
                         "batch not persisted; nothing acknowledged, retrying");
                     if *stopping.borrow() {
                         let since = *given_up_at.get_or_insert_with(Instant::now);
@@ -308,8 +325,7 @@ where
                             return None;
                         }
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(config.max_backoff);
+                    tokio::time::sleep(delay).await;
                 }
             }
         }

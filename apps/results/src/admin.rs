@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use backon::Retryable;
+
 use livevote_domain::{
     ActorId, CancelReason, CandidateDraft, CandidateId, Election, ElectionEdit, ElectionError, ElectionId,
     ElectionStatus, NewElection, ResultsVisibility,
@@ -48,7 +50,7 @@ impl From<AdminError> for AdminServiceError {
 }
 
 /// How many times an announcement is tried before the caller is told.
-const ANNOUNCE_ATTEMPTS: u32 = 3;
+const ANNOUNCE_ATTEMPTS: usize = 3;
 
 /// Election administration. Cheap to clone when its parts are.
 #[derive(Debug, Clone)]
@@ -357,23 +359,21 @@ where
         kind: ChangeKind,
         version: u64,
     ) -> Result<(), AdminServiceError> {
-        let mut attempt = 1;
-        loop {
-            match self.announcer.announce(id, kind).await {
-                Ok(()) => return Ok(()),
-                Err(e) if attempt >= ANNOUNCE_ATTEMPTS => {
-                    return Err(AdminServiceError::NotAnnounced {
-                        version,
-                        source: anyhow::Error::new(e),
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(election_id = %id, attempt, error = %e, "announcement failed, retrying");
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                    attempt += 1;
-                }
-            }
-        }
+        let delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(1))
+            .with_jitter()
+            .with_max_times(ANNOUNCE_ATTEMPTS - 1);
+        (|| self.announcer.announce(id, kind))
+            .retry(delays)
+            .notify(|e, delay| {
+                tracing::warn!(election_id = %id, error = %e, retry_in_ms = delay.as_millis() as u64, "announcement failed, retrying");
+            })
+            .await
+            .map_err(|e| AdminServiceError::NotAnnounced {
+                version,
+                source: anyhow::Error::new(e),
+            })
     }
 }
 

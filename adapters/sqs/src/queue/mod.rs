@@ -126,15 +126,17 @@ fn is_throttling(code: &str) -> bool {
     ) || code.ends_with("Throttling")
 }
 
-/// Full jitter: a random delay in `[0, min(max, base * 2^attempt))`.
-fn backoff(config: &SqsConfig, attempt: u32) -> Duration {
-    let cap = config
-        .base_backoff
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(config.max_backoff);
-    let random = uuid::Uuid::new_v4().as_u128() as u64;
-    let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX).max(1);
-    Duration::from_nanos(random % nanos)
+/// The delays between the attempts of one call: doubling from
+/// `base_backoff` up to `max_backoff`, each plus a random jitter of up to
+/// itself, `max_attempts - 1` of them.
+fn retry_delays(config: &SqsConfig) -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(config.base_backoff)
+        .with_max_delay(config.max_backoff)
+        .with_jitter()
+        .with_max_times(config.max_attempts.saturating_sub(1) as usize)
+        .build()
 }
 
 impl SqsQueue {
@@ -197,9 +199,11 @@ impl SqsQueue {
         let mut outcomes: Vec<Option<Result<(), QueueError>>> = vec![None; messages.len()];
         let mut pending: Vec<usize> = (0..messages.len()).collect();
         let mut last_error = QueueError::Unknown("no attempt made".into());
+        let mut delays = retry_delays(&self.config);
         for attempt in 0..self.config.max_attempts {
             if attempt > 0 {
-                tokio::time::sleep(backoff(&self.config, attempt)).await;
+                let Some(delay) = delays.next() else { break };
+                tokio::time::sleep(delay).await;
             }
             let entries: Vec<SendMessageBatchRequestEntry> = pending
                 .iter()
@@ -531,8 +535,14 @@ mod tests {
     #[test]
     fn backoff_stays_within_its_cap() {
         let config = SqsConfig::new("q", "dlq");
-        for attempt in 0..20 {
-            assert!(backoff(&config, attempt) <= config.max_backoff);
+        let delays: Vec<Duration> = retry_delays(&config).collect();
+        assert_eq!(delays.len(), config.max_attempts as usize - 1);
+        for delay in delays {
+            // The jitter adds up to the current delay to it: never more than twice the cap.
+            assert!(
+                delay >= config.base_backoff && delay <= config.max_backoff * 2,
+                "{delay:?}"
+            );
         }
     }
 }
