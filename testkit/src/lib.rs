@@ -7,13 +7,15 @@
 //! - [`fixtures`]: valid elections, votes and actors in one line;
 //! - [`Relay`]: a TCP relay that can be cut, to play a dead dependency;
 //! - [`ServiceProcess`]: a service binary run as a child process;
-//! - [`ManualClock`]: a clock that only moves when told to.
+//! - [`ManualClock`]: a clock that only moves when told to;
+//! - [`sse`]: a Server-Sent Events response read event by event.
 
 mod clock;
 pub mod fixtures;
 mod relay;
 mod scratch;
 mod service_process;
+pub mod sse;
 
 pub use clock::ManualClock;
 pub use relay::Relay;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use livevote_cli::api::Api;
 use serde::Serialize;
@@ -391,27 +392,27 @@ fn spawn_readers(
         );
         set.spawn(async move {
             let began = Instant::now();
-            let mut response = match http.get(&url).header("Accept", "text/event-stream").send().await {
+            let response = match http.get(&url).header("Accept", "text/event-stream").send().await {
                 Ok(r) if r.status().is_success() => r,
                 _ => {
                     live.sse_errors.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             };
+            let mut events = livevote_testkit::sse::events(response);
             let mut first = true;
             loop {
                 tokio::select! {
-                    chunk = response.chunk() => match chunk {
-                        Ok(Some(bytes)) => {
+                    event = events.next() => match event {
+                        Some(Ok(_)) => {
                             if first {
                                 stats.record_latency(Endpoint::StreamFirstEvent, began.elapsed());
                                 first = false;
                             }
-                            let events = bytes.windows(2).filter(|w| w == b"\n\n").count();
-                            live.sse_events.fetch_add(events as u64, Ordering::Relaxed);
+                            live.sse_events.fetch_add(1, Ordering::Relaxed);
                         }
-                        // The server ended the stream before the run did.
-                        Ok(None) | Err(_) => {
+                        // The server ended the stream before the run did, or broke it.
+                        None | Some(Err(_)) => {
                             live.sse_errors.fetch_add(1, Ordering::Relaxed);
                             return;
                         }

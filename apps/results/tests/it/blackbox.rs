@@ -2,6 +2,7 @@
 //! real PostgreSQL, Redis and the local SQS endpoint. Every endpoint, every
 //! error code, the stream, embargo, finality and the CSV export.
 
+use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -926,8 +927,7 @@ struct Sse {
 
 /// Reads a stream's events as they arrive.
 struct EventReader {
-    response: reqwest::Response,
-    buffer: String,
+    events: livevote_testkit::sse::Events,
 }
 
 impl EventReader {
@@ -945,43 +945,29 @@ impl EventReader {
                 .starts_with("text/event-stream")
         );
         Self {
-            response,
-            buffer: String::new(),
+            events: livevote_testkit::sse::events(response),
         }
     }
 
     async fn next(&mut self, limit: Duration) -> Sse {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let (mut event, mut id, mut data) = (String::new(), None, String::new());
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("id:") {
-                        id = Some(v.trim().to_owned());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
-                }
-                if event.is_empty() {
-                    continue;
-                }
-                return Sse {
-                    event,
-                    id,
-                    data: serde_json::from_str(&data).unwrap_or(Value::Null),
-                    at: Instant::now(),
-                };
-            }
             let left = deadline.saturating_duration_since(Instant::now());
-            let chunk = tokio::time::timeout(left, self.response.chunk())
+            let event = tokio::time::timeout(left, self.events.next())
                 .await
                 .expect("an event in time")
-                .unwrap()
-                .expect("the stream stays open");
-            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+                .expect("the stream stays open")
+                .expect("a well-formed event stream");
+            // Every event of the service is named; an unnamed one ("message") is not ours to read.
+            if event.event.is_empty() || event.event == "message" {
+                continue;
+            }
+            return Sse {
+                event: event.event,
+                id: (!event.id.is_empty()).then_some(event.id),
+                data: serde_json::from_str(&event.data).unwrap_or(Value::Null),
+                at: Instant::now(),
+            };
         }
     }
 
@@ -1200,10 +1186,10 @@ async fn sigterm_ends_open_streams_and_the_process_exits_promptly() {
     app.signal("-TERM");
     // Each stream ends (the body completes) instead of holding the drain for the grace period.
     for r in &mut streams {
-        let end = tokio::time::timeout(Duration::from_secs(5), r.response.chunk())
+        let end = tokio::time::timeout(Duration::from_secs(5), r.events.next())
             .await
             .expect("the stream ends within 5 s of SIGTERM");
-        assert!(matches!(end, Ok(None)), "{end:?}");
+        assert!(end.is_none(), "{end:?}");
     }
     let status = tokio::task::block_in_place(|| app.wait(Duration::from_secs(10)));
     assert!(status.success(), "{status}");
