@@ -38,7 +38,7 @@ CREATE TABLE votes (
     accepted_at    timestamptz NOT NULL,
     persisted_at   timestamptz NOT NULL DEFAULT now(),
     correlation_id text        NOT NULL,
-    -- DESIGN.md invariant 1: the final arbiter of one vote per viewer.
+    -- ARCHITECTURE.md invariant 1: the final arbiter of one vote per viewer.
     CONSTRAINT votes_one_per_voter UNIQUE (election_id, voter_id),
     FOREIGN KEY (election_id, candidate_id) REFERENCES candidates (election_id, candidate_id)
 );

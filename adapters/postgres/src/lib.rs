@@ -20,7 +20,7 @@ mod migrate;
 mod store;
 
 pub use elections::PgElections;
-pub use migrate::{MIGRATIONS, Migration, migrate};
+pub use migrate::{MIGRATOR, migrate};
 pub use store::{PgVoteStore, StoreConfig};
 
 /// A pool for `url` that connects on first use (a service starts while the

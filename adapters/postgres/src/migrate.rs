@@ -1,38 +1,18 @@
-//! Schema migrations, embedded at build time and applied in order.
+//! Schema migrations: the files of `migrations/`, embedded at build time by
+//! `sqlx::migrate!` and applied by sqlx's migrator, which holds an advisory
+//! lock for the run, applies each pending migration in its own transaction,
+//! records it in `_sqlx_migrations` with a checksum of its text, and refuses
+//! to go on when an applied migration's text has changed since.
 //!
-//! Each migration runs in its own transaction together with the row that
-//! records it, under a transaction-scoped advisory lock, so two operators
-//! running `migrate` at once apply each migration exactly once. Applied
-//! migrations are checked against their text: editing one that already ran
-//! is an error, not a silent skip.
+//! Databases migrated before this project used sqlx's migrator record their
+//! migrations in `schema_migrations`; the first run marks those versions as
+//! applied in `_sqlx_migrations` without running them again.
 
 use sqlx::PgPool;
+use sqlx::migrate::Migrator;
 
-/// One schema change.
-#[derive(Debug, Clone, Copy)]
-pub struct Migration {
-    pub version: i64,
-    pub name: &'static str,
-    pub sql: &'static str,
-}
-
-/// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/0001_init.sql"),
-}];
-
-/// Arbitrary key of the advisory lock that serialises migration runs.
-const LOCK_KEY: i64 = 0x6c69_7665_766f_7465; // "livevote"
-
-/// A stable 64-bit checksum (FNV-1a) of a migration's text.
-fn checksum(sql: &str) -> i64 {
-    let hash = sql.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    hash as i64
-}
+/// Every migration of `migrations/`, oldest first.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Applies the migrations that have not run yet and returns their versions.
 ///
@@ -40,44 +20,55 @@ fn checksum(sql: &str) -> i64 {
 /// A failed statement (its migration is rolled back whole), an unreachable
 /// database, or an applied migration whose text has changed since.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version bigint PRIMARY KEY, name text NOT NULL, checksum bigint NOT NULL,
-            applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .execute(pool)
-    .await?;
-    let mut applied = Vec::new();
-    for m in MIGRATIONS {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(LOCK_KEY)
-            .execute(&mut *tx)
-            .await?;
-        let done: Option<i64> =
-            sqlx::query_scalar("SELECT checksum FROM schema_migrations WHERE version = $1")
-                .bind(m.version)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match done {
-            Some(sum) if sum == checksum(m.sql) => continue,
-            Some(_) => anyhow::bail!(
-                "migration {} ({}) was changed after it was applied; add a new migration instead",
-                m.version,
-                m.name
-            ),
-            None => {}
-        }
-        sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)")
-            .bind(m.version)
-            .bind(m.name)
-            .bind(checksum(m.sql))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        tracing::info!(version = m.version, name = m.name, "migration applied");
-        applied.push(m.version);
+    adopt_legacy_record(pool).await?;
+    let before = applied_versions(pool).await?;
+    MIGRATOR.run(pool).await?;
+    let applied: Vec<i64> = MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !before.contains(v))
+        .collect();
+    for version in &applied {
+        tracing::info!(version, "migration applied");
     }
     Ok(applied)
+}
+
+/// Versions recorded in `_sqlx_migrations` (none when it does not exist yet).
+async fn applied_versions(pool: &PgPool) -> sqlx::Result<Vec<i64>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await
+}
+
+/// A database with the old `schema_migrations` record and no sqlx record:
+/// its recorded versions are marked applied (not run) in `_sqlx_migrations`.
+async fn adopt_legacy_record(pool: &PgPool) -> anyhow::Result<()> {
+    let (legacy, sqlx_record): (bool, bool) = sqlx::query_as(
+        "SELECT to_regclass('schema_migrations') IS NOT NULL, to_regclass('_sqlx_migrations') IS NOT NULL",
+    )
+    .fetch_one(pool)
+    .await?;
+    if !legacy || sqlx_record {
+        return Ok(());
+    }
+    let newest: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM schema_migrations")
+        .fetch_one(pool)
+        .await?;
+    let Some(newest) = newest else { return Ok(()) };
+    if !MIGRATOR.version_exists(newest) {
+        anyhow::bail!("schema_migrations records version {newest}, which this build does not know");
+    }
+    MIGRATOR.skip(pool, Some(newest)).await?;
+    tracing::info!(
+        newest,
+        "migrations recorded by schema_migrations adopted into _sqlx_migrations"
+    );
+    Ok(())
 }

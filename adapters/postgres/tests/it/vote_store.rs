@@ -9,7 +9,7 @@ use crate::common::fresh_database;
 use chrono::{Duration, SubsecRound, Utc};
 use livevote_domain::{CandidateId, Election, ElectionId, VoteRecord};
 use livevote_ports::{PersistOutcome, StoreError, VoteStore};
-use livevote_postgres::{MIGRATIONS, PgVoteStore, StoreConfig, migrate};
+use livevote_postgres::{MIGRATOR, PgVoteStore, StoreConfig, migrate};
 use livevote_testkit::fixtures::{new_election, record};
 use sqlx::PgPool;
 
@@ -82,11 +82,78 @@ async fn migrations_apply_once() {
         migrate(&pool).await.unwrap().is_empty(),
         "a second run applies nothing"
     );
-    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM schema_migrations")
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(applied, MIGRATIONS.len() as i64);
+    assert_eq!(applied, MIGRATOR.iter().count() as i64);
+}
+
+/// A database of its own with nothing in it.
+async fn empty_database() -> PgPool {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let options: PgConnectOptions = livevote_testkit::test_server_url().parse().unwrap();
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await
+        .unwrap();
+    let name = format!("livevote_test_{}", uuid::Uuid::now_v7().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options.database(&name))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_the_old_runner_is_adopted_without_running_its_migrations_again() {
+    let pool = empty_database().await;
+    // What the hand-written runner left behind: the schema and its own record.
+    let first = MIGRATOR.iter().next().unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(first.sql.as_str().to_owned()))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE schema_migrations (version bigint PRIMARY KEY, name text NOT NULL,
+             checksum bigint NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO schema_migrations (version, name, checksum) VALUES (1, 'init', 0);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    // Running 0001 again would fail on its existing tables: it is adopted, not run.
+    let applied = migrate(&pool).await.unwrap();
+    assert!(!applied.contains(&1), "{applied:?}");
+    let recorded: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(recorded, MIGRATOR.iter().map(|m| m.version).collect::<Vec<_>>());
+    assert!(migrate(&pool).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_applied_migration_whose_text_changed_is_refused() {
+    let pool = fresh_database().await;
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = '\\x00' WHERE version = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let error = migrate(&pool).await.unwrap_err();
+    assert!(format!("{error:#}").contains("1"), "{error:#}");
+    assert!(
+        matches!(
+            error.downcast_ref::<sqlx::migrate::MigrateError>(),
+            Some(sqlx::migrate::MigrateError::VersionMismatch(1))
+        ),
+        "{error:#}"
+    );
 }
 
 #[tokio::test]
