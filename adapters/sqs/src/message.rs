@@ -6,6 +6,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use livevote_domain::{Ballot, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId};
 use livevote_ports::PoisonReason;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The message format version this build writes and reads.
@@ -29,23 +30,59 @@ struct Version {
     v: u64,
 }
 
-#[derive(Deserialize)]
+/// A message body as [`decode`] reads it; its derived JSON Schema is the contract.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(
+    title = "livevote vote queue message",
+    description = "One SQS message carries a batch of accepted votes. Message attributes: schemaVersion (Number), correlationId (String, of the first vote), votes (Number). A consumer that does not know `v` must leave the message for the dead-letter queue, never drop it.",
+    extend("$id" = "https://livevote.example/contracts/vote-message.schema.json")
+)]
 struct InMessage {
     #[allow(dead_code)]
+    #[schemars(schema_with = "version_schema")]
     v: u64,
+    #[schemars(length(min = 1))]
     votes: Vec<InVote>,
 }
 
-#[derive(Deserialize)]
+// One vote of a message body (a `//` comment: a doc comment would enter the schema).
+#[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(inline)]
 struct InVote {
+    #[schemars(
+        description = "UUID v7, a new one per attempt",
+        regex(pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+    )]
     vote_id: String,
+    #[schemars(regex(pattern = UUID_PATTERN))]
     election_id: String,
+    #[schemars(regex(pattern = UUID_PATTERN))]
     candidate_id: String,
+    #[schemars(
+        description = "the token's sub; no control characters",
+        length(min = 1, max = VoterId::MAX_LEN)
+    )]
     voter_id: String,
+    #[schemars(
+        description = "RFC 3339 in UTC; decides whether the vote counts",
+        extend("format" = "date-time")
+    )]
     accepted_at: String,
+    #[schemars(
+        description = "the HTTP request id; visible ASCII",
+        regex(pattern = r"^[!-~]+$"),
+        length(max = CorrelationId::MAX_LEN)
+    )]
     correlation_id: String,
+}
+
+/// A UUID in canonical lower-case form.
+const UUID_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+
+fn version_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "const": SCHEMA_VERSION, "description": "message format version" })
 }
 
 /// Bytes of a message body around its votes: `{"v":1,"votes":[` and `]}`.
@@ -92,57 +129,7 @@ pub fn encode(votes: &[VoteRecord]) -> String {
 /// what [`encode`] writes and [`decode`] accepts. Committed as
 /// `contracts/vote-message.schema.json`; a test fails when the two differ.
 pub fn json_schema() -> serde_json::Value {
-    let uuid = serde_json::json!({
-        "type": "string",
-        "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-    });
-    serde_json::json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://livevote.example/contracts/vote-message.schema.json",
-        "title": "livevote vote queue message",
-        "description": "One SQS message carries a batch of accepted votes. Message attributes: schemaVersion (Number), correlationId (String, of the first vote), votes (Number). A consumer that does not know `v` must leave the message for the dead-letter queue, never drop it.",
-        "type": "object",
-        "required": ["v", "votes"],
-        "additionalProperties": false,
-        "properties": {
-            "v": { "const": SCHEMA_VERSION, "description": "message format version" },
-            "votes": {
-                "type": "array",
-                "minItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["voteId", "electionId", "candidateId", "voterId", "acceptedAt", "correlationId"],
-                    "additionalProperties": false,
-                    "properties": {
-                        "voteId": {
-                            "type": "string",
-                            "description": "UUID v7, a new one per attempt",
-                            "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
-                        },
-                        "electionId": uuid,
-                        "candidateId": uuid,
-                        "voterId": {
-                            "type": "string",
-                            "description": "the token's sub; no control characters",
-                            "minLength": 1,
-                            "maxLength": VoterId::MAX_LEN
-                        },
-                        "acceptedAt": {
-                            "type": "string",
-                            "format": "date-time",
-                            "description": "RFC 3339 in UTC; decides whether the vote counts"
-                        },
-                        "correlationId": {
-                            "type": "string",
-                            "description": "the HTTP request id; visible ASCII",
-                            "pattern": "^[!-~]+$",
-                            "maxLength": CorrelationId::MAX_LEN
-                        }
-                    }
-                }
-            }
-        }
-    })
+    schemars::schema_for!(InMessage).to_value()
 }
 
 /// The votes of a message body, or why it is poison.

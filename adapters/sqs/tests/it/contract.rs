@@ -1,6 +1,8 @@
 //! The committed queue message schema (`contracts/vote-message.schema.json`)
 //! is the one the code describes, and the encoder writes exactly its shape.
-//! Regenerate with `LIVEVOTE_UPDATE_CONTRACTS=1 cargo test -p livevote-sqs --test contract`.
+//! The schema is derived (schemars) from the decoder's types; every encoded message is
+//! validated against the committed file (jsonschema). Regenerate with
+//! `LIVEVOTE_UPDATE_CONTRACTS=1 cargo test -p livevote-sqs --test it contract::`.
 
 use std::collections::BTreeSet;
 
@@ -41,7 +43,7 @@ fn the_committed_schema_matches_the_code() {
     assert!(
         committed == json_schema(),
         "contracts/vote-message.schema.json differs from message::json_schema(); regenerate it with \
-         LIVEVOTE_UPDATE_CONTRACTS=1 cargo test -p livevote-sqs --test contract"
+         LIVEVOTE_UPDATE_CONTRACTS=1 cargo test -p livevote-sqs --test it contract::"
     );
 }
 
@@ -89,4 +91,74 @@ fn encoded_messages_have_exactly_the_schema_shape() {
     // minItems: 1.
     assert!(decode(r#"{"v":1,"votes":[]}"#).is_err());
     assert_eq!(decode(&body.to_string()).unwrap(), votes);
+}
+
+/// A validator of the committed schema, formats (`date-time`) included.
+fn committed_validator() -> jsonschema::Validator {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../contracts/vote-message.schema.json"
+    );
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("the committed schema is a valid JSON Schema")
+}
+
+#[test]
+fn every_encoded_message_is_valid_against_the_committed_schema_and_the_decoder_agrees_on_invalid_ones() {
+    let validator = committed_validator();
+    let now = Utc::now();
+    let election = Election::create(
+        ElectionId::generate(),
+        new_election("Validated", &["A", "B", "C"], now, now + Duration::hours(1)),
+        now,
+    )
+    .unwrap();
+    let voters = [
+        "auth0|plain".to_owned(),
+        "ünïcödé \u{fffe}\u{ffff} voter".to_owned(),
+        "x".repeat(255),
+        "quote\" and backslash\\".to_owned(),
+    ];
+    for size in [1, 3, 50] {
+        let votes: Vec<_> = (0..size)
+            .map(|i| record(&election, &voters[i % voters.len()], i % 3, now))
+            .collect();
+        let body = encode(&votes);
+        let value: Value = serde_json::from_str(&body).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "a message of {size} votes: {errors:?}");
+        assert_eq!(decode(&body).unwrap(), votes);
+    }
+    let good: Value = serde_json::from_str(&encode(&[record(&election, "v", 0, now)])).unwrap();
+    let mutate = |f: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        f(&mut v);
+        v
+    };
+    let invalid = [
+        mutate(&|v| v["v"] = Value::from(2)),
+        mutate(&|v| v["votes"] = Value::Array(Vec::new())),
+        mutate(&|v| v["votes"][0]["voteId"] = Value::from("0190a8d2-1c3b-4f6e-8a9b-0c1d2e3f4a5b")),
+        mutate(&|v| v["votes"][0]["electionId"] = Value::from("not-a-uuid")),
+        mutate(&|v| v["votes"][0]["voterId"] = Value::from("")),
+        mutate(&|v| v["votes"][0]["acceptedAt"] = Value::from("yesterday")),
+        mutate(&|v| v["votes"][0]["correlationId"] = Value::from("has space")),
+        mutate(&|v| {
+            v["votes"][0].as_object_mut().unwrap().remove("candidateId");
+        }),
+        mutate(&|v| v["extra"] = Value::from(1)),
+    ];
+    for (i, message) in invalid.iter().enumerate() {
+        assert!(
+            !validator.is_valid(message),
+            "case {i} passes the schema: {message}"
+        );
+        assert!(
+            decode(&message.to_string()).is_err(),
+            "case {i} decodes: {message}"
+        );
+    }
 }
