@@ -14,6 +14,7 @@ pub mod docs;
 pub mod error;
 pub mod health;
 pub mod observe;
+pub mod routes;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -20,13 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
 use axum::http::Method;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use livevote_domain::{ElectionId, VoterId};
 use livevote_http::docs::BearerAuth;
-use livevote_http::observe::{Observer, observe};
+use livevote_http::routes::Plumbing;
 use livevote_ports::{Clock, ElectionCatalog, HumanCheck, Metrics, VoteDedup};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -180,32 +177,18 @@ pub fn openapi_yaml() -> Result<String, String> {
 /// Every route of the service, with its middleware.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = api_routes().split_for_parts();
-    let doc = Arc::new(doc);
-    api.route("/metrics", get(render_metrics))
-        .route(
-            "/api-docs/openapi.json",
-            get(move || {
-                let doc = doc.clone();
-                async move { axum::Json(doc.as_ref().clone()) }
-            }),
-        )
-        .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(Observer {
-                metrics: state.metrics.clone(),
-                request_timeout: state.request_timeout,
-                route_label,
-            }),
-            observe,
-        ))
-        .with_state(state)
-}
-
-async fn render_metrics(State(app): State<AppState>) -> impl IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        (app.render_metrics)(),
+    let plumbing = Plumbing {
+        metrics: state.metrics.clone(),
+        render_metrics: state.render_metrics.clone(),
+        request_timeout: state.request_timeout,
+        route_label,
+    };
+    livevote_http::routes::finish(
+        api.with_state(state),
+        doc,
+        plumbing,
+        || ApiError::NotFound,
+        || ApiError::MethodNotAllowed,
     )
 }
 

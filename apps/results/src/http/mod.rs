@@ -21,9 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::{HeaderMap, Method, header};
-use axum::response::IntoResponse;
 use axum::routing::get;
 use livevote_domain::{
     ActorId, CancelReason, CandidateDraft, CandidateId, Election, ElectionEdit, ElectionId, ElectionStatus,
@@ -32,7 +30,7 @@ use livevote_domain::{
 use livevote_http::BoxFuture;
 use livevote_http::bearer::{Tokens, bearer};
 use livevote_http::health::ReadinessCheck;
-use livevote_http::observe::{Observer, observe};
+use livevote_http::routes::Plumbing;
 use livevote_ports::{
     AuditEntry, Clock, DeadLetterSummary, ElectionAdmin, ElectionAnnouncer, ElectionCatalog, LiveTallies,
     Metrics, Page, PageRequest, Permission, Principal, QueueInspector, VoteDedup, VoteStore,
@@ -408,35 +406,22 @@ pub fn openapi_yaml() -> Result<String, String> {
 /// Every route of the service, with its middleware.
 pub fn router(state: AppState) -> Router {
     let (api, doc) = routes().split_for_parts();
-    let doc = Arc::new(doc);
-    api.route("/metrics", get(render_metrics))
-        .route(
-            "/api-docs/openapi.json",
-            get(move || {
-                let doc = doc.clone();
-                async move { axum::Json(doc.as_ref().clone()) }
-            }),
-        )
+    let plumbing = Plumbing {
+        metrics: state.metrics.clone(),
+        render_metrics: state.render_metrics.clone(),
+        request_timeout: state.request_timeout,
+        route_label,
+    };
+    let api = api
         .route("/onair/{electionId}", get(pages::onair))
         .route("/audit", get(pages::audit))
-        .route("/pages/{file}", get(pages::asset))
-        .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(Observer {
-                metrics: state.metrics.clone(),
-                request_timeout: state.request_timeout,
-                route_label,
-            }),
-            observe,
-        ))
-        .with_state(state)
-}
-
-async fn render_metrics(State(app): State<AppState>) -> impl IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        (app.render_metrics)(),
+        .route("/pages/{file}", get(pages::asset));
+    livevote_http::routes::finish(
+        api.with_state(state),
+        doc,
+        plumbing,
+        || ApiError::NotFound,
+        || ApiError::MethodNotAllowed,
     )
 }
 
