@@ -120,15 +120,19 @@ impl App {
                 get(|State(p): State<Probe>| async move { p.prometheus.render() }),
             )
             .with_state(probe.clone());
-        let http = tokio::spawn(
-            axum::serve(self.listener, routes)
-                .with_graceful_shutdown(async move {
-                    if http_stopped.await.is_err() {
-                        tracing::debug!("health server: stop sender dropped; stopping");
-                    }
-                })
-                .into_future(),
-        );
+        let http = tokio::spawn(livevote_hosting::serve(
+            self.listener,
+            routes,
+            livevote_hosting::ServeConfig {
+                shutdown_grace: Duration::from_secs(2),
+                ..livevote_hosting::ServeConfig::default()
+            },
+            async move {
+                if http_stopped.await.is_err() {
+                    tracing::debug!("health server: stop sender dropped; stopping");
+                }
+            },
+        ));
         let stopping = probe.stopping.clone();
         let report = run(self.service, self.runner, async move {
             shutdown.await;
@@ -146,10 +150,8 @@ impl App {
         if http_stop.send(()).is_err() {
             tracing::debug!("health server already stopped");
         }
-        match http.await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(%error, "health and metrics server failed"),
-            Err(error) => tracing::error!(%error, "health and metrics server task failed"),
+        if let Err(error) = http.await {
+            tracing::error!(%error, "health and metrics server task failed");
         }
         upkeep.abort();
         if let Some(flusher) = self.cloudwatch {
