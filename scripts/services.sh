@@ -4,7 +4,7 @@
 #   sqs   the project's local SQS + CloudWatch metrics endpoint (infra/local/sqs-local,
 #         built on first use) on 127.0.0.1:4566
 #   moto  moto_server (PyPI moto[server], pinned, in a venv) on 127.0.0.1:4567
-#   chromium  Debian's headless browser for the page tests (installed, not started)
+#   chromium  Debian's headless browser and its WebDriver (chromedriver) for the page tests (installed, not started)
 #   promtool  the Prometheus rule checker for the alert tests (Debian's prometheus
 #             package; installed, not started)
 #   schemathesis  the contract fuzzer (PyPI schemathesis, pinned, in a venv; installed,
@@ -124,10 +124,11 @@ ensure_schemathesis() {
 }
 
 ensure_chromium() {
-  # Not a server: the browser the page tests load the on-air and audit pages in.
-  command -v chromium >/dev/null && return 0
-  log "chromium is not installed: installing the Debian package (for the page tests)"
-  apt_install --no-install-recommends chromium
+  # Not a server: the browser the page tests load the on-air and audit pages in,
+  # driven over WebDriver by chromedriver (each test starts its own).
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null && return 0
+  log "chromium or chromedriver is not installed: installing the Debian packages (for the page tests)"
+  apt_install --no-install-recommends chromium chromium-driver
 }
 
 ensure_promtool() {

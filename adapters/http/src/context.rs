@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use axum::http::HeaderMap;
 use livevote_domain::CorrelationId;
 
 /// The request id header, taken from the client (or a proxy) when usable,
@@ -30,32 +29,4 @@ pub fn trace_id() -> String {
 /// Runs `f` with `id` as the current trace id.
 pub async fn scope<F: std::future::Future>(id: CorrelationId, f: F) -> F::Output {
     TRACE_ID.scope(id, f).await
-}
-
-/// The incoming request id if it is a usable correlation id (visible ASCII,
-/// at most 128 bytes), else a fresh one.
-pub fn request_id(headers: &HeaderMap) -> CorrelationId {
-    headers
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| CorrelationId::parse(s).ok())
-        .unwrap_or_else(CorrelationId::generate)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usable_request_ids_are_kept_and_others_replaced() {
-        let mut h = HeaderMap::new();
-        h.insert(REQUEST_ID, "abc-123".parse().unwrap());
-        assert_eq!(request_id(&h).as_str(), "abc-123");
-        h.insert(REQUEST_ID, "x".repeat(129).parse().unwrap());
-        let fresh = request_id(&h);
-        assert_ne!(fresh.as_str(), "x".repeat(129));
-        assert!(CorrelationId::parse(fresh.as_str()).is_ok());
-        h.insert(REQUEST_ID, "has space".parse().unwrap());
-        assert_ne!(request_id(&h).as_str(), "has space");
-    }
 }

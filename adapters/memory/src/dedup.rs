@@ -193,6 +193,20 @@ impl VoteDedup for MemoryDedup {
     }
 }
 
+/// The store's own clock, as the Redis server's `TIME` is for the real
+/// store: in one process there is one clock, so a host checked against it
+/// is never off (unless the store is made unavailable).
+impl livevote_ports::ReferenceClock for MemoryDedup {
+    async fn reference_now(&self) -> Result<Timestamp, livevote_ports::ReferenceClockError> {
+        if !self.available.load(Ordering::SeqCst) {
+            return Err(livevote_ports::ReferenceClockError(
+                "in-memory store unavailable".into(),
+            ));
+        }
+        Ok(self.clock.now())
+    }
+}
+
 impl LiveTallies for MemoryDedup {
     async fn accepted_counts(&self, election: ElectionId) -> Result<Vec<CandidateCount>, DedupError> {
         self.up()?;

@@ -61,6 +61,18 @@ impl PrometheusMetrics {
         self.handle.run_upkeep();
     }
 
+    /// Runs [`PrometheusMetrics::run_upkeep`] every 5 s until the task is aborted.
+    pub fn spawn_upkeep(&self) -> tokio::task::JoinHandle<()> {
+        let metrics = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                metrics.run_upkeep();
+            }
+        })
+    }
+
     fn count(&self, name: &'static str, labels: Vec<Label>, n: u64) {
         self.recorder
             .register_counter(&Key::from_parts(name, labels), &METADATA)

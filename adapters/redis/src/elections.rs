@@ -328,9 +328,9 @@ fn decode_election(f: &HashMap<String, String>) -> anyhow::Result<Election> {
 /// `on_change`. When the feed fails it resubscribes with backoff (100 ms
 /// doubling to 5 s, jittered); every (re)subscription is reported as
 /// [`ElectionChange::Resync`], since changes may have been missed meanwhile.
-pub async fn follow_changes<F: ElectionChangeFeed>(
+pub async fn follow_changes<F: ElectionChangeFeed, Done: std::future::Future<Output = ()>>(
     feed: &F,
-    mut on_change: impl FnMut(ElectionChange) + Send,
+    mut on_change: impl FnMut(ElectionChange) -> Done + Send,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -352,7 +352,7 @@ pub async fn follow_changes<F: ElectionChangeFeed>(
         let mut changes = match subscribed {
             Ok(changes) => {
                 delays = resubscribe_delays();
-                on_change(ElectionChange::Resync);
+                on_change(ElectionChange::Resync).await;
                 changes
             }
             Err(error) => {
@@ -375,7 +375,7 @@ pub async fn follow_changes<F: ElectionChangeFeed>(
                     if let ElectionChange::Changed { election_id, kind } = change {
                         tracing::debug!(%election_id, kind = kind.as_str(), "election changed");
                     }
-                    on_change(change);
+                    on_change(change).await;
                 }
                 None => break,
             }

@@ -8,27 +8,19 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
 use livevote_auth0::{JwksConfig, JwksVerifier};
 use livevote_hosting::SystemClock;
 use livevote_hosting::{ServeConfig, serve};
-use livevote_http::health::ReadinessCheck;
-use livevote_ingestion::ratelimit::{RateLimitConfig, RateLimits};
-use livevote_ingestion::{
-    CacheConfig, CastConfig, CastVoteService, ElectionCache, PublisherConfig, VoteBatcher,
-};
+use livevote_ingestion::ratelimit::RateLimitConfig;
 use livevote_memory::{
     DedupConfig, FakeHumanCheck, MemoryBus, MemoryDatabase, MemoryDedup, MemoryQueue, NoMetrics, QueueConfig,
 };
+use livevote_processor::runner::RunnerConfig;
 use livevote_processor::{PersistConfig, PersistService};
-use livevote_results::http::{AppState, Reads, StreamConfig};
-use livevote_results::live::{LiveResults, Source};
-use livevote_results::{AdminService, ResultsService};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
 
 use crate::api::Api;
 use crate::demo::DemoArgs;
@@ -51,7 +43,6 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let dedup = MemoryDedup::new(clock, DedupConfig::default());
     let queue = MemoryQueue::new(clock, QueueConfig::default());
     let bus = MemoryBus::default();
-    let (_stop_tx, stop) = watch::channel(false);
 
     // The local issuer's JWKS, verified like Auth0's.
     let (listener, issuer_addr) = listen().await?;
@@ -67,46 +58,40 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     ))
     .context("building the token verifier")?;
 
-    // Ingestion.
-    let cache = Arc::new(ElectionCache::new(db.clone(), CacheConfig::default()));
-    {
-        let (cache, bus) = (cache.clone(), bus.clone());
-        tokio::spawn(async move { cache.follow(&bus, std::future::pending()).await });
-    }
-    let (batcher, _publisher) = VoteBatcher::start(queue.clone(), PublisherConfig::default(), NoMetrics);
-    let cast = CastVoteService::new(
-        cache,
-        dedup.clone(),
-        batcher,
-        FakeHumanCheck::AlwaysHuman,
-        clock,
-        NoMetrics,
-        CastConfig::default(),
-    );
-    let ingestion = livevote_ingestion::http::AppState {
-        voting: Arc::new(cast),
-        tokens: Arc::new(tokens.clone()),
-        // Every local viewer is 127.0.0.1: no per-address limit here.
-        limits: Arc::new(RateLimits::new(RateLimitConfig {
-            per_ip: None,
-            ..RateLimitConfig::default()
-        })),
-        metrics: Arc::new(NoMetrics),
-        render_metrics: Arc::new(String::new),
-        readiness: Arc::new([]),
-        draining: Arc::new(AtomicBool::new(false)),
-        trusted_proxies: 0,
-        request_timeout: Duration::from_secs(10),
-    };
+    // Ingestion, wired as in production.
+    let ingestion = livevote_ingestion::wiring::wire(
+        livevote_ingestion::wiring::Adapters {
+            catalog: db.clone(),
+            dedup: dedup.clone(),
+            queue: queue.clone(),
+            human: FakeHumanCheck::AlwaysHuman,
+            clock,
+            metrics: NoMetrics,
+            changes: bus.clone(),
+            reference: dedup.clone(),
+            tokens: tokens.clone(),
+            render_metrics: Arc::new(String::new),
+            readiness: Vec::new(),
+        },
+        livevote_ingestion::wiring::Settings {
+            // Every local viewer is 127.0.0.1: no per-address limit here.
+            limits: RateLimitConfig {
+                per_ip: None,
+                ..RateLimitConfig::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await;
     let (listener, ingestion_addr) = listen().await?;
     tokio::spawn(serve(
         listener,
-        livevote_ingestion::http::router(ingestion),
+        ingestion.router,
         ServeConfig::default(),
         std::future::pending(),
     ));
 
-    // Processor: one loop draining the queue into the store.
+    // Processor: the production runner over the in-memory queue and store.
     let persist = PersistService::new(
         queue.clone(),
         db.clone(),
@@ -118,70 +103,38 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             receive_wait: Duration::from_millis(50),
         },
     );
-    tokio::spawn(async move {
-        loop {
-            if let Err(error) = persist.run_once().await {
-                eprintln!("embedded processor: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
+    tokio::spawn(livevote_processor::runner::run(
+        persist,
+        RunnerConfig {
+            receivers: 1,
+            receive_wait: Duration::from_millis(50),
+            ..RunnerConfig::default()
+        },
+        std::future::pending(),
+    ));
 
     // Results, with election admin on the same bus ingestion listens to.
-    let reads: Arc<dyn Reads> = Arc::new(ResultsService::new(
-        db.clone(),
-        dedup.clone(),
-        db.clone(),
-        queue.clone(),
-        clock,
-    ));
-    let source: Source = {
-        let reads = reads.clone();
-        Arc::new(move |id| {
-            let reads = reads.clone();
-            Box::pin(async move { reads.results(id).await })
-        })
-    };
-    let live = Arc::new(LiveResults::new(
-        source,
-        Duration::from_millis(250),
-        Duration::from_millis(250),
-    ));
-    {
-        let (live, bus) = (live.clone(), bus.clone());
-        tokio::spawn(async move {
-            livevote_redis::follow_changes(
-                &bus,
-                |change| match change {
-                    livevote_ports::ElectionChange::Changed { election_id, .. } => {
-                        live.invalidate(election_id)
-                    }
-                    livevote_ports::ElectionChange::Resync => live.invalidate_all(),
-                },
-                std::future::pending(),
-            )
-            .await;
-        });
-    }
-    let results = AppState {
-        reads,
-        admin: Arc::new(AdminService::new(db.clone(), bus.clone(), clock)),
-        tokens: Arc::new(tokens),
-        live,
-        streams: Arc::new(Semaphore::new(1000)),
-        max_streams: 1000,
-        stream: StreamConfig::default(),
-        metrics: Arc::new(NoMetrics),
-        render_metrics: Arc::new(String::new),
-        readiness: Arc::new([]) as Arc<[Arc<dyn ReadinessCheck>]>,
-        draining: Arc::new(AtomicBool::new(false)),
-        stop,
-        request_timeout: Duration::from_secs(10),
-    };
+    let results = livevote_results::wiring::wire(
+        livevote_results::wiring::Adapters {
+            catalog: db.clone(),
+            tallies: dedup.clone(),
+            store: db.clone(),
+            queue: queue.clone(),
+            elections: db.clone(),
+            announcer: bus.clone(),
+            clock,
+            metrics: NoMetrics,
+            changes: bus,
+            tokens,
+            render_metrics: Arc::new(String::new),
+            readiness: Vec::new(),
+        },
+        livevote_results::wiring::Settings::default(),
+    );
     let (listener, results_addr) = listen().await?;
     tokio::spawn(serve(
         listener,
-        livevote_results::http::router(results),
+        results.router,
         ServeConfig::default(),
         std::future::pending(),
     ));

@@ -27,13 +27,12 @@ use livevote_turnstile::{ConfiguredHumanCheck, NoHumanCheck, TurnstileConfig, Tu
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::cache::{CacheConfig, ElectionCache};
-use crate::clockguard::ClockGuard;
+use crate::cache::CacheConfig;
 use crate::config::Config;
-use crate::http::{AppState, BoxFuture, ClockChecked, ReadinessCheck, router};
-use crate::publisher::{PublisherConfig, VoteBatcher};
-use crate::ratelimit::RateLimits;
-use crate::service::{CastConfig, CastVoteService};
+use crate::http::{BoxFuture, ReadinessCheck};
+use crate::publisher::PublisherConfig;
+use crate::service::CastConfig;
+use crate::wiring::{Adapters, Settings, wire};
 use livevote_hosting::{ServeConfig, serve};
 
 /// A built ingestion service, listening, not yet serving.
@@ -66,23 +65,6 @@ impl ReadinessCheck for RedisReady {
     }
 }
 
-struct ClockReady(Arc<ClockGuard>);
-impl ReadinessCheck for ClockReady {
-    fn name(&self) -> &'static str {
-        "clock"
-    }
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        let guard = self.0.clone();
-        Box::pin(async move {
-            if guard.trusted() {
-                Ok(())
-            } else {
-                Err(format!("clock {} ms off the Redis server's", guard.offset_ms()))
-            }
-        })
-    }
-}
-
 struct QueueReady(SqsQueue);
 impl ReadinessCheck for QueueReady {
     fn name(&self) -> &'static str {
@@ -90,21 +72,6 @@ impl ReadinessCheck for QueueReady {
     }
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move { self.0.stats().await.map(|_| ()).map_err(|e| e.to_string()) })
-    }
-}
-
-struct JwksReady(JwksVerifier);
-impl ReadinessCheck for JwksReady {
-    fn name(&self) -> &'static str {
-        "jwks"
-    }
-    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            if self.0.key_count() > 0 {
-                return Ok(());
-            }
-            self.0.refresh().await.map(|_| ())
-        })
     }
 }
 
@@ -136,6 +103,8 @@ impl App {
         )
         .await;
         let prometheus = telemetry.prometheus.clone();
+        // Histogram samples pile up until folded; scrapes may be rare or absent.
+        let telemetry_upkeep = prometheus.spawn_upkeep();
 
         let tokens = JwksVerifier::new(JwksConfig {
             leeway: config.tokens.leeway,
@@ -164,94 +133,61 @@ impl App {
             _ => ConfiguredHumanCheck::None(NoHumanCheck),
         };
 
-        let cache = Arc::new(ElectionCache::new(
-            RedisElectionCache::new(redis.clone(), PgElections::new(pool)),
-            CacheConfig {
-                max_age: config.election_cache_max_age,
-                ..CacheConfig::default()
-            },
-        ));
-        let (batcher, publisher) = VoteBatcher::start(
-            queue.clone(),
-            PublisherConfig {
-                buffer: config.publish_buffer,
-                max_batch: config.publish_max_batch,
-                linger: config.publish_linger,
-                max_in_flight: config.publish_in_flight,
-            },
-            telemetry.clone(),
-        );
         // The host's clock; a fault build may shift it (crate::faults::clock_offset).
         let clock = OffsetClock::new(crate::faults::clock_offset());
-        let clock_guard = Arc::new(ClockGuard::new(config.max_clock_skew));
-        // A host that starts with a wrong clock refuses votes from its first request.
-        if let Err(e) = clock_guard.check(&redis, &clock).await {
-            tracing::warn!(error = %e, "first clock check failed; retried in the background");
-        }
-        let cast = CastVoteService::new(
-            cache.clone(),
-            redis.clone(),
-            batcher,
-            human,
-            clock,
-            telemetry.clone(),
-            CastConfig {
-                // Answered before the request timeout cuts the reply off.
-                answer_within: config.http.request_timeout.mul_f64(0.8),
-                ..CastConfig::default()
+        let wired = wire(
+            Adapters {
+                catalog: RedisElectionCache::new(redis.clone(), PgElections::new(pool)),
+                dedup: redis.clone(),
+                queue: queue.clone(),
+                human,
+                clock,
+                metrics: telemetry,
+                changes: redis.clone(),
+                reference: redis.clone(),
+                tokens,
+                render_metrics: Arc::new(move || prometheus.render()),
+                readiness: vec![
+                    Arc::new(RedisReady(redis.clone())) as Arc<dyn ReadinessCheck>,
+                    Arc::new(QueueReady(queue)),
+                ],
             },
-        );
-
-        let limits = Arc::new(RateLimits::new(config.rate_limits()));
-        let mut background = vec![limits.spawn_housekeeping(Duration::from_secs(1))];
-        background.push({
-            // Histogram samples pile up until folded; scrapes may be rare or absent.
-            let prometheus = prometheus.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(5));
-                loop {
-                    tick.tick().await;
-                    prometheus.run_upkeep();
-                }
-            })
-        });
-        background.push(tokens.spawn_refresh(config.tokens.jwks_refresh));
-        background.push(clock_guard.spawn(redis.clone(), clock, Duration::from_secs(5)));
-        background.push({
-            let feed = redis.clone();
-            tokio::spawn(async move { cache.follow(&feed, std::future::pending()).await })
-        });
-
-        let draining = Arc::new(AtomicBool::new(false));
-        let state = AppState {
-            voting: Arc::new(ClockChecked {
-                voting: cast,
-                guard: clock_guard.clone(),
-                metrics: Arc::new(telemetry.clone()),
-            }),
-            tokens: Arc::new(tokens.clone()),
-            limits,
-            metrics: Arc::new(telemetry),
-            render_metrics: Arc::new(move || prometheus.render()),
-            readiness: Arc::new([
-                Arc::new(RedisReady(redis.clone())) as Arc<dyn ReadinessCheck>,
-                Arc::new(QueueReady(queue)),
-                Arc::new(JwksReady(tokens)),
-                Arc::new(ClockReady(clock_guard)),
-            ]),
-            draining: draining.clone(),
-            trusted_proxies: config.trusted_proxies,
-            request_timeout: config.http.request_timeout,
-        };
+            Settings {
+                cache: CacheConfig {
+                    max_age: config.election_cache_max_age,
+                    ..CacheConfig::default()
+                },
+                publisher: PublisherConfig {
+                    buffer: config.publish_buffer,
+                    max_batch: config.publish_max_batch,
+                    linger: config.publish_linger,
+                    max_in_flight: config.publish_in_flight,
+                },
+                cast: CastConfig {
+                    // Answered before the request timeout cuts the reply off.
+                    answer_within: config.http.request_timeout.mul_f64(0.8),
+                    ..CastConfig::default()
+                },
+                limits: config.rate_limits(),
+                max_clock_skew: config.max_clock_skew,
+                clock_check_every: Duration::from_secs(5),
+                jwks_refresh: config.tokens.jwks_refresh,
+                trusted_proxies: config.trusted_proxies,
+                request_timeout: config.http.request_timeout,
+            },
+        )
+        .await;
+        let mut background = wired.background;
+        background.push(telemetry_upkeep);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {} (LIVEVOTE_INGESTION_LISTEN)", config.listen))?;
         Ok(Self {
             listener,
-            router: router(state),
+            router: wired.router,
             serve: config.http.serve_config(),
-            draining,
-            publisher,
+            draining: wired.draining,
+            publisher: wired.publisher,
             background,
             cloudwatch: flusher,
             redis,

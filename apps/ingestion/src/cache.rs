@@ -2,20 +2,20 @@
 //!
 //! Every vote needs its election, and at peak one hot election is read
 //! hundreds of thousands of times a second, so the catalog is asked at most
-//! once per `max_age` per election (single flight), and readers keep using
-//! the copy they have while one of them refreshes it. The change feed marks
-//! entries stale as soon as an operator opens, closes or edits an election,
-//! so a close is seen within one fetch; `max_age` (at most 1 s) bounds the
-//! staleness even when the feed is down. The cache holds at most `capacity`
-//! elections, unknown ids included, so random ids cannot grow it.
+//! once per `max_age` per election. The cache is moka's: concurrent misses
+//! for one election wait for a single catalog read (errors are not cached),
+//! entries live `max_age` (at most 1 s, so a close is enforced within a
+//! second even when the change feed is down), and at most `capacity`
+//! elections are held, unknown ids included, so random ids cannot grow it.
+//! The change feed drops an election as soon as an operator opens, closes
+//! or edits it, so a close is normally seen within one catalog read.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use livevote_domain::{Election, ElectionId};
 use livevote_ports::{CatalogError, ElectionCatalog, ElectionChange, ElectionChangeFeed};
-use tokio::time::Instant;
+use moka::future::Cache;
 
 /// Cache settings.
 #[derive(Debug, Clone, Copy)]
@@ -36,144 +36,70 @@ impl Default for CacheConfig {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Cached {
-    /// `None`: the catalog said there is no such election.
-    election: Option<Arc<Election>>,
-    fetched: Instant,
-    stale: bool,
-}
-
-#[derive(Debug, Default)]
-struct Slot {
-    current: RwLock<Option<Cached>>,
-    /// Held by the one caller refreshing this slot.
-    refresh: tokio::sync::Mutex<()>,
-}
-
-/// Elections by id, refreshed from an [`ElectionCatalog`].
-#[derive(Debug)]
+/// Elections by id, read through from an [`ElectionCatalog`]. `None` is
+/// cached too: the catalog said there is no such election.
 pub struct ElectionCache<C> {
     catalog: C,
-    slots: RwLock<HashMap<ElectionId, Arc<Slot>>>,
-    config: CacheConfig,
+    elections: Cache<ElectionId, Option<Arc<Election>>>,
+}
+
+impl<C> std::fmt::Debug for ElectionCache<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElectionCache")
+            .field("entries", &self.elections.entry_count())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<C: ElectionCatalog> ElectionCache<C> {
     pub fn new(catalog: C, config: CacheConfig) -> Self {
         Self {
             catalog,
-            slots: RwLock::default(),
-            config,
+            elections: Cache::builder()
+                .max_capacity(config.capacity as u64)
+                .time_to_live(config.max_age)
+                .build(),
         }
     }
 
     /// The election, or `None` if the catalog has no such election.
     ///
     /// # Errors
-    /// The catalog's error, when there is no copy to fall back on. A stale
-    /// copy is never served past twice `max_age`: then the catalog's error wins.
+    /// The catalog's error; every caller waiting on the failed read gets it.
     pub async fn get(&self, id: ElectionId) -> Result<Option<Arc<Election>>, CatalogError> {
-        let Some(slot) = self.slot(id) else {
-            // Full of other elections: serve this one uncached.
-            return Ok(self.catalog.get(id).await?.map(Arc::new));
-        };
-        let seen = slot.current.read().expect("cache slot lock").clone();
-        if let Some(c) = &seen
-            && self.is_fresh(c)
-        {
-            return Ok(c.election.clone());
-        }
-        // Someone else is refreshing: keep serving the copy we have, unless it is too old.
-        let guard = match slot.refresh.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => {
-                if let Some(c) = &seen
-                    && c.fetched.elapsed() < self.config.max_age * 2
-                {
-                    return Ok(c.election.clone());
-                }
-                slot.refresh.lock().await
-            }
-        };
-        // The refresh we waited for may have done the work.
-        if let Some(c) = slot.current.read().expect("cache slot lock").as_ref()
-            && self.is_fresh(c)
-        {
-            return Ok(c.election.clone());
-        }
-        let fetched = Instant::now();
-        let election = self.catalog.get(id).await?.map(Arc::new);
-        *slot.current.write().expect("cache slot lock") = Some(Cached {
-            election: election.clone(),
-            fetched,
-            stale: false,
-        });
-        drop(guard);
-        Ok(election)
+        self.elections
+            .try_get_with(id, async { Ok(self.catalog.get(id).await?.map(Arc::new)) })
+            .await
+            .map_err(|shared: Arc<CatalogError>| {
+                // Several waiters share one error; each gets its own copy.
+                Arc::try_unwrap(shared).unwrap_or_else(|shared| match &*shared {
+                    CatalogError::Unavailable(e) => CatalogError::Unavailable(anyhow::anyhow!("{e:#}")),
+                    CatalogError::Unknown(e) => CatalogError::Unknown(anyhow::anyhow!("{e:#}")),
+                })
+            })
     }
 
-    /// Marks one election stale: the next read asks the catalog.
-    pub fn invalidate(&self, id: ElectionId) {
-        if let Some(slot) = self.slots.read().expect("cache lock").get(&id)
-            && let Some(c) = slot.current.write().expect("cache slot lock").as_mut()
-        {
-            c.stale = true;
-        }
+    /// Drops one election: the next read asks the catalog.
+    pub async fn invalidate(&self, id: ElectionId) {
+        self.elections.invalidate(&id).await;
     }
 
-    /// Marks every election stale.
+    /// Drops every election.
     pub fn invalidate_all(&self) {
-        for slot in self.slots.read().expect("cache lock").values() {
-            if let Some(c) = slot.current.write().expect("cache slot lock").as_mut() {
-                c.stale = true;
-            }
-        }
+        self.elections.invalidate_all();
     }
 
-    /// Number of elections held, for metrics and tests.
-    pub fn len(&self) -> usize {
-        self.slots.read().expect("cache lock").len()
+    /// Number of elections held, for metrics and tests (after pending
+    /// evictions are applied).
+    pub async fn entry_count(&self) -> u64 {
+        self.elections.run_pending_tasks().await;
+        self.elections.entry_count()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn is_fresh(&self, c: &Cached) -> bool {
-        !c.stale && c.fetched.elapsed() < self.config.max_age
-    }
-
-    fn slot(&self, id: ElectionId) -> Option<Arc<Slot>> {
-        if let Some(slot) = self.slots.read().expect("cache lock").get(&id) {
-            return Some(slot.clone());
-        }
-        let mut slots = self.slots.write().expect("cache lock");
-        if let Some(slot) = slots.get(&id) {
-            return Some(slot.clone());
-        }
-        if slots.len() >= self.config.capacity {
-            // Drop what is not worth keeping: unknown ids and anything past its age.
-            let max_age = self.config.max_age;
-            slots.retain(
-                |_, slot| match slot.current.try_read().ok().and_then(|c| c.clone()) {
-                    Some(c) => c.election.is_some() && c.fetched.elapsed() < max_age * 4,
-                    None => true, // being fetched right now
-                },
-            );
-            if slots.len() >= self.config.capacity {
-                return None;
-            }
-        }
-        let slot = Arc::new(Slot::default());
-        slots.insert(id, slot.clone());
-        Some(slot)
-    }
-
-    /// Follows the change feed until `shutdown` resolves: each change marks
-    /// its election stale, a gap marks everything stale. When the feed fails
-    /// it resubscribes with backoff, marking everything stale once back
-    /// (changes may have been missed meanwhile).
+    /// Follows the change feed until `shutdown` resolves: each change drops
+    /// its election, a gap drops everything. When the feed fails it
+    /// resubscribes with backoff, dropping everything once back (changes may
+    /// have been missed meanwhile).
     pub async fn follow<F: ElectionChangeFeed>(
         &self,
         feed: &F,
@@ -181,9 +107,11 @@ impl<C: ElectionCatalog> ElectionCache<C> {
     ) {
         livevote_redis::follow_changes(
             feed,
-            |change| match change {
-                ElectionChange::Changed { election_id, .. } => self.invalidate(election_id),
-                ElectionChange::Resync => self.invalidate_all(),
+            |change| async move {
+                match change {
+                    ElectionChange::Changed { election_id, .. } => self.invalidate(election_id).await,
+                    ElectionChange::Resync => self.invalidate_all(),
+                }
             },
             shutdown,
         )
@@ -315,7 +243,7 @@ mod tests {
         for _ in 0..50 {
             assert!(cache.get(ElectionId::generate()).await.unwrap().is_none());
         }
-        assert!(cache.len() <= 3);
+        assert!(cache.entry_count().await <= 3);
         assert!(
             cache.get(e.id()).await.unwrap().is_some(),
             "known elections are still served"

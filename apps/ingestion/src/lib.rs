@@ -19,6 +19,7 @@ pub mod http;
 pub mod publisher;
 pub mod ratelimit;
 pub mod service;
+pub mod wiring;
 
 pub use cache::{CacheConfig, ElectionCache};
 pub use publisher::{PublishError, PublisherConfig, VoteBatcher};

@@ -96,17 +96,17 @@ fn votes_in(d: &Delivery) -> usize {
 
 /// Runs receivers and the batcher until `stop` resolves, then finishes the
 /// batch in hand and returns.
-pub async fn run<Q, S, C, K, M>(
-    service: PersistService<Q, S, C, K, M>,
+pub async fn run<Source, Store, Catalog, Time, Meter>(
+    service: PersistService<Source, Store, Catalog, Time, Meter>,
     config: RunnerConfig,
     stop: impl Future<Output = ()> + Send,
 ) -> RunReport
 where
-    Q: VoteSource + Clone,
-    S: VoteStore,
-    C: ElectionCatalog,
-    K: Clock,
-    M: Metrics,
+    Source: VoteSource + Clone,
+    Store: VoteStore,
+    Catalog: ElectionCatalog,
+    Time: Clock,
+    Meter: Metrics,
 {
     let (tx, rx) = mpsc::channel::<Vec<Delivery>>(config.receivers.max(1) * 2);
     let (stopping_tx, stopping) = watch::channel(false);
@@ -157,8 +157,8 @@ fn retry_delays(first: Duration, config: &RunnerConfig) -> backon::ExponentialBa
         .build()
 }
 
-async fn receive_loop<Q: VoteSource>(
-    source: Q,
+async fn receive_loop<Source: VoteSource>(
+    source: Source,
     config: RunnerConfig,
     tx: mpsc::Sender<Vec<Delivery>>,
     mut stopping: watch::Receiver<bool>,
@@ -197,19 +197,19 @@ async fn receive_loop<Q: VoteSource>(
     }
 }
 
-async fn batch_loop<Q, S, C, K, M>(
-    service: PersistService<Q, S, C, K, M>,
+async fn batch_loop<Source, Store, Catalog, Time, Meter>(
+    service: PersistService<Source, Store, Catalog, Time, Meter>,
     config: RunnerConfig,
     mut rx: mpsc::Receiver<Vec<Delivery>>,
     healthy: watch::Sender<bool>,
     stopping: watch::Receiver<bool>,
 ) -> RunReport
 where
-    Q: VoteSource,
-    S: VoteStore,
-    C: ElectionCatalog,
-    K: Clock,
-    M: Metrics,
+    Source: VoteSource,
+    Store: VoteStore,
+    Catalog: ElectionCatalog,
+    Time: Clock,
+    Meter: Metrics,
 {
     let healthy = std::sync::Arc::new(healthy);
     let mut report = RunReport::default();
@@ -274,19 +274,19 @@ fn add(report: &mut RunReport, done: Result<(Option<BatchSummary>, u64), tokio::
 /// Persists one batch, retrying with backoff while it fails, and keeps its
 /// messages hidden meanwhile. `None` when it was given up at stop; with the
 /// number of failed attempts.
-async fn persist_with_heartbeat<Q, S, C, K, M>(
-    service: &PersistService<Q, S, C, K, M>,
+async fn persist_with_heartbeat<Source, Store, Catalog, Time, Meter>(
+    service: &PersistService<Source, Store, Catalog, Time, Meter>,
     config: &RunnerConfig,
     batch: Vec<Delivery>,
     healthy: &watch::Sender<bool>,
     stopping: &watch::Receiver<bool>,
 ) -> (Option<BatchSummary>, u64)
 where
-    Q: VoteSource,
-    S: VoteStore,
-    C: ElectionCatalog,
-    K: Clock,
-    M: Metrics,
+    Source: VoteSource,
+    Store: VoteStore,
+    Catalog: ElectionCatalog,
+    Time: Clock,
+    Meter: Metrics,
 {
     let tags: Vec<_> = batch.iter().map(|d| d.tag.clone()).collect();
     let source = service.source();

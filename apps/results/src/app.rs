@@ -10,7 +10,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::Context;
 use livevote_auth0::{JwksConfig, JwksVerifier};
@@ -18,18 +17,16 @@ use livevote_hosting::SystemClock;
 use livevote_hosting::{ServeConfig, serve};
 use livevote_http::health::{ReadinessCheck, check};
 use livevote_metrics::{FlushTask, Telemetry};
-use livevote_ports::{ElectionChange, MetricEvent, Metrics, QueueInspector};
+use livevote_ports::QueueInspector;
 use livevote_postgres::{PgElections, PgVoteStore, StoreConfig};
 use livevote_redis::{RedisConfig, RedisElectionCache, RedisStore};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin::AdminService;
 use crate::config::Config;
-use crate::http::{AppState, Reads, StreamConfig, router};
-use crate::live::{LiveResults, Source};
-use crate::service::ResultsService;
+use crate::http::StreamConfig;
+use crate::wiring::{Adapters, Settings, wire};
 
 /// A built results service, listening, not yet serving.
 pub struct App {
@@ -77,6 +74,8 @@ impl App {
         )
         .await;
         let prometheus = telemetry.prometheus.clone();
+        // Histogram samples pile up until folded; scrapes may be rare or absent.
+        let telemetry_upkeep = prometheus.spawn_upkeep();
         let tokens = JwksVerifier::new(JwksConfig {
             leeway: config.tokens.leeway,
             max_lifetime: (!config.tokens.max_lifetime.is_zero()).then_some(config.tokens.max_lifetime),
@@ -94,75 +93,14 @@ impl App {
 
         let elections = PgElections::new(pool.clone());
         let catalog = RedisElectionCache::new(redis.clone(), elections.clone());
-        let store = PgVoteStore::new(pool.clone(), StoreConfig::default());
-        let reads: Arc<dyn Reads> = Arc::new(ResultsService::new(
-            catalog.clone(),
-            redis.clone(),
-            store,
-            queue.clone(),
-            SystemClock,
-        ));
-        let admin =
-            Arc::new(AdminService::new(elections, catalog, SystemClock).with_close_grace(config.close_grace));
-
-        let source: Source = {
-            let reads = reads.clone();
-            let metrics = telemetry.clone();
-            Arc::new(move |id| {
-                let reads = reads.clone();
-                metrics.record(MetricEvent::ResultsRead { election: id });
-                Box::pin(async move { reads.results(id).await })
-            })
-        };
-        let live = Arc::new(LiveResults::new(
-            source,
-            config.results_cache,
-            config.results_poll,
-        ));
-
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut background = vec![
+        let readiness: Vec<Arc<dyn ReadinessCheck>> = vec![
             {
-                // Histogram samples pile up until folded; scrapes may be rare or absent.
-                let prometheus = prometheus.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(Duration::from_secs(5));
-                    loop {
-                        tick.tick().await;
-                        prometheus.run_upkeep();
-                    }
+                let pool = pool.clone();
+                check("postgres", move || {
+                    let pool = pool.clone();
+                    async move { livevote_postgres::ping(&pool).await }
                 })
             },
-            tokens.spawn_refresh(config.tokens.jwks_refresh),
-        ];
-        background.push({
-            let (feed, live) = (redis.clone(), live.clone());
-            tokio::spawn(async move {
-                livevote_redis::follow_changes(
-                    &feed,
-                    |change| match change {
-                        ElectionChange::Changed { election_id, .. } => live.invalidate(election_id),
-                        ElectionChange::Resync => live.invalidate_all(),
-                    },
-                    std::future::pending(),
-                )
-                .await;
-            })
-        });
-
-        if !config.reconcile_every.is_zero() {
-            background.push(tokio::spawn(crate::watch::reconcile_periodically(
-                reads.clone(),
-                admin.clone(),
-                Arc::new(telemetry.clone()),
-                config.reconcile_every,
-            )));
-        }
-        let readiness: Arc<[Arc<dyn ReadinessCheck>]> = Arc::new([
-            check("postgres", move || {
-                let pool = pool.clone();
-                async move { livevote_postgres::ping(&pool).await }
-            }),
             {
                 let redis = redis.clone();
                 check("redis", move || {
@@ -170,53 +108,54 @@ impl App {
                     async move { redis.ping().await.map_err(|e| e.to_string()) }
                 })
             },
-            check("queue", move || {
-                let queue = queue.clone();
-                async move { queue.stats().await.map(|_| ()).map_err(|e| e.to_string()) }
-            }),
             {
-                let tokens = tokens.clone();
-                check("jwks", move || {
-                    let tokens = tokens.clone();
-                    async move {
-                        if tokens.key_count() > 0 {
-                            Ok(())
-                        } else {
-                            tokens.refresh().await.map(|_| ())
-                        }
-                    }
+                let queue = queue.clone();
+                check("queue", move || {
+                    let queue = queue.clone();
+                    async move { queue.stats().await.map(|_| ()).map_err(|e| e.to_string()) }
                 })
             },
-        ]);
-
-        let draining = Arc::new(AtomicBool::new(false));
-        let state = AppState {
-            reads,
-            admin,
-            tokens: Arc::new(tokens),
-            live,
-            streams: Arc::new(Semaphore::new(config.max_streams)),
-            max_streams: config.max_streams,
-            stream: StreamConfig {
-                heartbeat: config.heartbeat,
-                ..StreamConfig::default()
+        ];
+        let wired = wire(
+            Adapters {
+                catalog: catalog.clone(),
+                tallies: redis.clone(),
+                store: PgVoteStore::new(pool.clone(), StoreConfig::default()),
+                queue,
+                elections,
+                announcer: catalog,
+                clock: SystemClock,
+                metrics: telemetry,
+                changes: redis.clone(),
+                tokens,
+                render_metrics: Arc::new(move || prometheus.render()),
+                readiness,
             },
-            metrics: Arc::new(telemetry),
-            render_metrics: Arc::new(move || prometheus.render()),
-            readiness,
-            draining: draining.clone(),
-            stop: stop_rx,
-            request_timeout: config.http.request_timeout,
-        };
+            Settings {
+                results_cache: config.results_cache,
+                results_poll: config.results_poll,
+                close_grace: config.close_grace,
+                reconcile_every: config.reconcile_every,
+                max_streams: config.max_streams,
+                stream: StreamConfig {
+                    heartbeat: config.heartbeat,
+                    ..StreamConfig::default()
+                },
+                jwks_refresh: config.tokens.jwks_refresh,
+                request_timeout: config.http.request_timeout,
+            },
+        );
+        let mut background = wired.background;
+        background.push(telemetry_upkeep);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {} (LIVEVOTE_RESULTS_LISTEN)", config.listen))?;
         Ok(Self {
             listener,
-            router: router(state),
+            router: wired.router,
             serve: config.http.serve_config(),
-            draining,
-            stop: stop_tx,
+            draining: wired.draining,
+            stop: wired.stop,
             background,
             cloudwatch: flusher,
             redis,

@@ -16,6 +16,7 @@ pub mod http;
 pub mod live;
 pub mod service;
 pub mod watch;
+pub mod wiring;
 
 pub use admin::{AdminService, AdminServiceError};
 pub use service::{

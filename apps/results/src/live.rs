@@ -3,8 +3,9 @@
 //! that election shares.
 //!
 //! A poller or a stream client never reads Redis or PostgreSQL itself. The
-//! cache reads an election's results at most once per `ttl` however many
-//! requests arrive (single flight: concurrent misses wait for one read), and
+//! cache (moka's) reads an election's results at most once per `ttl` however
+//! many requests arrive (single flight: concurrent misses wait for one read;
+//! errors, an unknown election included, are not cached), and
 //! a feed task per election polls the cache, numbers each change and
 //! publishes it on a `watch` channel that all its subscribers share. A feed
 //! stops when its last subscriber leaves. Admin changes arrive on the change
@@ -13,10 +14,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use livevote_domain::ElectionId;
 use livevote_http::BoxFuture;
+use livevote_ports::{ElectionChange, ElectionChangeFeed};
+use moka::future::Cache;
 use tokio::sync::{Notify, watch};
 
 use crate::service::{ElectionResults, ResultsError};
@@ -25,8 +28,8 @@ use crate::service::{ElectionResults, ResultsError};
 pub type Source =
     Arc<dyn Fn(ElectionId) -> BoxFuture<'static, Result<ElectionResults, ResultsError>> + Send + Sync>;
 
-/// Most elections whose results are cached at once; beyond it, expired entries are dropped.
-const MAX_CACHED: usize = 4096;
+/// Most elections whose results are cached at once.
+const MAX_CACHED: u64 = 4096;
 
 /// What changed between two published results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +51,6 @@ pub struct Published {
     pub results: Arc<ElectionResults>,
 }
 
-#[derive(Default)]
-struct Slot {
-    cached: tokio::sync::Mutex<Option<(Instant, Arc<ElectionResults>)>>,
-}
-
 struct Feed {
     tx: watch::Sender<Arc<Published>>,
     poke: Notify,
@@ -63,7 +61,7 @@ pub struct LiveResults {
     source: Source,
     ttl: Duration,
     poll: Duration,
-    slots: Mutex<HashMap<ElectionId, Arc<Slot>>>,
+    cached: Cache<ElectionId, Arc<ElectionResults>>,
     feeds: Mutex<HashMap<ElectionId, Arc<Feed>>>,
     seq: AtomicU64,
 }
@@ -102,7 +100,10 @@ impl LiveResults {
             source,
             ttl,
             poll,
-            slots: Mutex::new(HashMap::new()),
+            cached: Cache::builder()
+                .max_capacity(MAX_CACHED)
+                .time_to_live(ttl)
+                .build(),
             feeds: Mutex::new(HashMap::new()),
             seq: AtomicU64::new(0),
         }
@@ -113,39 +114,24 @@ impl LiveResults {
     /// # Errors
     /// As the source; errors are not cached.
     pub async fn get(&self, id: ElectionId) -> Result<Arc<ElectionResults>, ResultsError> {
-        let slot = {
-            let mut slots = lock(&self.slots);
-            if slots.len() >= MAX_CACHED && !slots.contains_key(&id) {
-                // Drop entries nobody is reading right now (an unknown id never stays: see below).
-                slots.retain(|_, s| Arc::strong_count(s) > 1);
-            }
-            slots.entry(id).or_default().clone()
-        };
-        let mut cached = slot.cached.lock().await;
-        if let Some((at, results)) = cached.as_ref()
-            && at.elapsed() < self.ttl
-        {
-            return Ok(results.clone());
-        }
-        match (self.source)(id).await {
-            Ok(results) => {
-                let results = Arc::new(results);
-                *cached = Some((Instant::now(), results.clone()));
-                Ok(results)
-            }
-            Err(e) => {
-                if matches!(e, ResultsError::NotFound(_)) {
-                    drop(cached);
-                    lock(&self.slots).remove(&id);
-                }
-                Err(e)
-            }
-        }
+        self.cached
+            .try_get_with(id, async { (self.source)(id).await.map(Arc::new) })
+            .await
+            .map_err(|shared: Arc<ResultsError>| {
+                // Several waiters share one error; each gets its own copy.
+                Arc::try_unwrap(shared).unwrap_or_else(|shared| match &*shared {
+                    ResultsError::NotFound(id) => ResultsError::NotFound(*id),
+                    ResultsError::Unavailable { what, source } => ResultsError::Unavailable {
+                        what,
+                        source: anyhow::anyhow!("{source:#}"),
+                    },
+                })
+            })
     }
 
     /// Forgets the cached results of `id` and wakes its feed: an admin changed it.
-    pub fn invalidate(&self, id: ElectionId) {
-        lock(&self.slots).remove(&id);
+    pub async fn invalidate(&self, id: ElectionId) {
+        self.cached.invalidate(&id).await;
         if let Some(feed) = lock(&self.feeds).get(&id) {
             feed.poke.notify_one();
         }
@@ -153,10 +139,31 @@ impl LiveResults {
 
     /// Forgets everything (the change feed may have missed changes).
     pub fn invalidate_all(&self) {
-        lock(&self.slots).clear();
+        self.cached.invalidate_all();
         for feed in lock(&self.feeds).values() {
             feed.poke.notify_one();
         }
+    }
+
+    /// Follows the election change feed until `shutdown` resolves: each
+    /// change forgets that election's results, a gap (or a resubscription
+    /// after the feed failed) forgets everything.
+    pub async fn follow<F: ElectionChangeFeed>(
+        &self,
+        feed: &F,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        livevote_redis::follow_changes(
+            feed,
+            |change| async move {
+                match change {
+                    ElectionChange::Changed { election_id, .. } => self.invalidate(election_id).await,
+                    ElectionChange::Resync => self.invalidate_all(),
+                }
+            },
+            shutdown,
+        )
+        .await;
     }
 
     /// Elections with a running feed.
@@ -318,7 +325,7 @@ mod tests {
         assert_eq!(live.feeds(), 1);
         let first_seq = subscribers[0].borrow().seq;
         votes.store(7, Ordering::SeqCst);
-        live.invalidate(election.id());
+        live.invalidate(election.id()).await;
         for rx in &mut subscribers {
             rx.changed().await.unwrap();
             let p = rx.borrow_and_update().clone();

@@ -403,7 +403,9 @@ pub fn openapi_yaml() -> Result<String, String> {
     openapi().to_yaml().map_err(|e| e.to_string())
 }
 
-/// Every route of the service, with its middleware.
+/// Every route of the service, with its middleware. Responses are gzipped
+/// for clients that accept it (tower-http's compression: not the event
+/// streams, whose events must leave at once, nor bodies too small to gain).
 pub fn router(state: AppState) -> Router {
     let (api, doc) = routes().split_for_parts();
     let plumbing = Plumbing {
@@ -423,6 +425,7 @@ pub fn router(state: AppState) -> Router {
         || ApiError::NotFound,
         || ApiError::MethodNotAllowed,
     )
+    .layer(tower_http::compression::CompressionLayer::new())
 }
 
 /// The route label of a request, from a fixed set (bounded metric labels).

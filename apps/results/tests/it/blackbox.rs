@@ -1199,3 +1199,82 @@ async fn sigterm_ends_open_streams_and_the_process_exits_promptly() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_gzipped_for_clients_that_ask_and_streams_never_are() {
+    use std::io::Read;
+    let s = Stack::new().await;
+    let app = s.start(&[]);
+    let e = create_election(&s, &app, &["Ada", "Grace"], true, json!({})).await;
+    let (id, eid) = (e["electionId"].as_str().unwrap().to_owned(), election_id(&e));
+    s.accept(eid, candidate_id(&e, 1), "auth0|gzip-1").await;
+    let url = app.url(&format!("/api/v1/results/{id}"));
+
+    let path = format!("/api/v1/results/{id}");
+    let plain = eventually("the vote counted", Duration::from_secs(3), || async {
+        let a = call(&s.http, &app, "GET", &path, None, None, &[]).await;
+        (a.body["totalVotes"] == 1).then_some(a)
+    })
+    .await;
+    assert_eq!(plain.header("content-encoding"), "", "not asked: not compressed");
+    let plain = plain.body;
+
+    let gzipped = s
+        .http
+        .get(&url)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzipped.status(), 200);
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert!(gzipped.headers()["x-request-id"].to_str().is_ok_and(|v| !v.is_empty()));
+    let bytes = gzipped.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .expect("a gzip body");
+    let unzipped: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(unzipped["totals"], plain["totals"], "the same results, compressed");
+    assert_eq!(unzipped["totalVotes"], 1);
+
+    // The error envelope survives compression.
+    let missing = s
+        .http
+        .get(app.url("/api/v1/results/00000000-0000-4000-8000-000000000000"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let encoded = missing.headers().get("content-encoding").cloned();
+    let bytes = missing.bytes().await.unwrap();
+    let body: Value = if encoded.is_some() {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    assert_eq!(body["code"], "ELECTION_NOT_FOUND", "{body}");
+
+    // A stream's events must leave at once: never compressed.
+    let mut stream = s
+        .http
+        .get(app.url(&format!("/api/v1/results/{id}/stream")))
+        .header("accept", "text/event-stream")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers().get("content-encoding"), None);
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+        .await
+        .expect("the snapshot arrives at once")
+        .unwrap()
+        .expect("a first chunk");
+    assert!(String::from_utf8_lossy(&first).contains("event:"), "plain text events");
+}
