@@ -101,6 +101,15 @@ pub trait ElectionChangeFeed: Send + Sync + 'static {
     fn subscribe(&self) -> impl Future<Output = Result<Self::Changes, CatalogError>> + Send;
 }
 
+/// Holds copies of elections, or of what is derived from them, that an
+/// election change makes stale (ingestion's election cache, the results cache).
+pub trait ElectionCopies: Send + Sync {
+    /// Drops what is held of `id`: the next read goes to the source.
+    fn forget(&self, id: ElectionId) -> impl Future<Output = ()> + Send;
+    /// Drops everything held (changes may have been missed).
+    fn forget_all(&self);
+}
+
 /// Announces election changes to every subscriber, in every process.
 pub trait ElectionAnnouncer: Send + Sync + 'static {
     /// Announces that `election_id` changed. Adapters MUST deliver to every

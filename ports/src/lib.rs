@@ -24,7 +24,7 @@ pub use admin::{AdminAction, AdminError, AuditEntry, ElectionAdmin, Page, PageRe
 pub use auth::{Permission, Principal, TokenError, TokenVerifier};
 pub use catalog::{
     CatalogError, ChangeKind, ElectionAnnouncer, ElectionCatalog, ElectionChange, ElectionChangeFeed,
-    ElectionChanges,
+    ElectionChanges, ElectionCopies,
 };
 pub use clock::{Clock, ReferenceClock, ReferenceClockError};
 pub use dedup::{

@@ -8,8 +8,10 @@
 //! - [`Relay`]: a TCP relay that can be cut, to play a dead dependency;
 //! - [`ServiceProcess`]: a service binary run as a child process;
 //! - [`ManualClock`]: a clock that only moves when told to;
-//! - [`sse`]: a Server-Sent Events response read event by event.
+//! - [`sse`]: a Server-Sent Events response read event by event;
+//! - [`browser`]: headless Chromium driven over WebDriver, for the page tests.
 
+pub mod browser;
 mod clock;
 pub mod fixtures;
 mod relay;

@@ -85,7 +85,8 @@ fn given_request_id<B>(request: &axum::http::Request<B>) -> CorrelationId {
 
 /// tower-http's trace layer as the services use it: one `request` span
 /// per request ([`RequestSpan`]) and one log line per response ([`LogResponse`]).
-pub type RequestTrace = TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), LogResponse, (), (), ()>;
+pub type RequestTrace =
+    TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RequestSpan, (), LogResponse, (), (), ()>;
 
 /// The trace layer, its spans labelled by `route_label`.
 pub fn trace_layer(route_label: RouteLabel) -> RequestTrace {

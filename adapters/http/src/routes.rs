@@ -100,7 +100,10 @@ mod tests {
     }
 
     fn app() -> Router {
-        let api = Router::new().route("/slow", get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }));
+        let api = Router::new().route(
+            "/slow",
+            get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }),
+        );
         finish(
             api,
             utoipa::openapi::OpenApi::default(),

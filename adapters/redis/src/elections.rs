@@ -17,7 +17,7 @@ use livevote_domain::{
 };
 use livevote_ports::{
     CatalogError, ChangeKind, ElectionAnnouncer, ElectionCatalog, ElectionChange, ElectionChangeFeed,
-    ElectionChanges,
+    ElectionChanges, ElectionCopies,
 };
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::RecvError;
@@ -324,13 +324,14 @@ fn decode_election(f: &HashMap<String, String>) -> anyhow::Result<Election> {
     Election::restore(parts).context("cached election")
 }
 
-/// Follows any change feed (this adapter's or another) until `shutdown` resolves, handing every change to
-/// `on_change`. When the feed fails it resubscribes with backoff (100 ms
-/// doubling to 5 s, jittered); every (re)subscription is reported as
-/// [`ElectionChange::Resync`], since changes may have been missed meanwhile.
-pub async fn follow_changes<F: ElectionChangeFeed, Done: std::future::Future<Output = ()>>(
+/// Follows any change feed (this adapter's or another) until `shutdown`
+/// resolves: each change makes `copies` forget that election. When the feed
+/// fails it resubscribes with backoff (100 ms doubling to 5 s, jittered);
+/// every (re)subscription makes `copies` forget everything, since changes
+/// may have been missed meanwhile.
+pub async fn follow_changes<F: ElectionChangeFeed>(
     feed: &F,
-    mut on_change: impl FnMut(ElectionChange) -> Done + Send,
+    copies: &impl ElectionCopies,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -352,7 +353,7 @@ pub async fn follow_changes<F: ElectionChangeFeed, Done: std::future::Future<Out
         let mut changes = match subscribed {
             Ok(changes) => {
                 delays = resubscribe_delays();
-                on_change(ElectionChange::Resync).await;
+                copies.forget_all();
                 changes
             }
             Err(error) => {
@@ -371,12 +372,11 @@ pub async fn follow_changes<F: ElectionChangeFeed, Done: std::future::Future<Out
                 next = changes.next() => next,
             };
             match next {
-                Some(change) => {
-                    if let ElectionChange::Changed { election_id, kind } = change {
-                        tracing::debug!(%election_id, kind = kind.as_str(), "election changed");
-                    }
-                    on_change(change).await;
+                Some(ElectionChange::Changed { election_id, kind }) => {
+                    tracing::debug!(%election_id, kind = kind.as_str(), "election changed");
+                    copies.forget(election_id).await;
                 }
+                Some(ElectionChange::Resync) => copies.forget_all(),
                 None => break,
             }
         }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livevote_domain::{Election, ElectionId};
-use livevote_ports::{CatalogError, ElectionCatalog, ElectionChange, ElectionChangeFeed};
+use livevote_ports::{CatalogError, ElectionCatalog, ElectionCopies};
 use moka::future::Cache;
 
 /// Cache settings.
@@ -79,43 +79,22 @@ impl<C: ElectionCatalog> ElectionCache<C> {
             })
     }
 
-    /// Drops one election: the next read asks the catalog.
-    pub async fn invalidate(&self, id: ElectionId) {
-        self.elections.invalidate(&id).await;
-    }
-
-    /// Drops every election.
-    pub fn invalidate_all(&self) {
-        self.elections.invalidate_all();
-    }
-
     /// Number of elections held, for metrics and tests (after pending
     /// evictions are applied).
     pub async fn entry_count(&self) -> u64 {
         self.elections.run_pending_tasks().await;
         self.elections.entry_count()
     }
+}
 
-    /// Follows the change feed until `shutdown` resolves: each change drops
-    /// its election, a gap drops everything. When the feed fails it
-    /// resubscribes with backoff, dropping everything once back (changes may
-    /// have been missed meanwhile).
-    pub async fn follow<F: ElectionChangeFeed>(
-        &self,
-        feed: &F,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
-        livevote_redis::follow_changes(
-            feed,
-            |change| async move {
-                match change {
-                    ElectionChange::Changed { election_id, .. } => self.invalidate(election_id).await,
-                    ElectionChange::Resync => self.invalidate_all(),
-                }
-            },
-            shutdown,
-        )
-        .await;
+/// The change feed drops an election as soon as it changes, everything after a gap.
+impl<C: ElectionCatalog> ElectionCopies for ElectionCache<C> {
+    async fn forget(&self, id: ElectionId) {
+        self.elections.invalidate(&id).await;
+    }
+
+    fn forget_all(&self) {
+        self.elections.invalidate_all();
     }
 }
 
@@ -206,7 +185,7 @@ mod tests {
             let cache = cache.clone();
             let bus = bus.clone();
             tokio::spawn(async move {
-                cache.follow(&bus, async { stop_rx.await.unwrap_or(()) }).await;
+                livevote_redis::follow_changes(&bus, &*cache, async { stop_rx.await.unwrap_or(()) }).await;
             })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -145,7 +145,9 @@ where
         limits.spawn_housekeeping(Duration::from_secs(1)),
         tokens.spawn_refresh(settings.jwks_refresh),
         clock_guard.spawn(reference, clock, settings.clock_check_every),
-        tokio::spawn(async move { cache.follow(&changes, std::future::pending()).await }),
+        tokio::spawn(async move {
+            livevote_redis::follow_changes(&changes, &*cache, std::future::pending()).await
+        }),
     ];
     readiness.push(Arc::new(JwksReady(tokens.clone())));
     readiness.push(Arc::new(ClockReady(clock_guard.clone())));

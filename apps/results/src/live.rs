@@ -9,7 +9,7 @@
 //! a feed task per election polls the cache, numbers each change and
 //! publishes it on a `watch` channel that all its subscribers share. A feed
 //! stops when its last subscriber leaves. Admin changes arrive on the change
-//! feed ([`LiveResults::invalidate`]) and are published at once.
+//! feed (its [`ElectionCopies`] impl) and are published at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use livevote_domain::ElectionId;
 use livevote_http::BoxFuture;
-use livevote_ports::{ElectionChange, ElectionChangeFeed};
+use livevote_ports::ElectionCopies;
 use moka::future::Cache;
 use tokio::sync::{Notify, watch};
 
@@ -129,43 +129,6 @@ impl LiveResults {
             })
     }
 
-    /// Forgets the cached results of `id` and wakes its feed: an admin changed it.
-    pub async fn invalidate(&self, id: ElectionId) {
-        self.cached.invalidate(&id).await;
-        if let Some(feed) = lock(&self.feeds).get(&id) {
-            feed.poke.notify_one();
-        }
-    }
-
-    /// Forgets everything (the change feed may have missed changes).
-    pub fn invalidate_all(&self) {
-        self.cached.invalidate_all();
-        for feed in lock(&self.feeds).values() {
-            feed.poke.notify_one();
-        }
-    }
-
-    /// Follows the election change feed until `shutdown` resolves: each
-    /// change forgets that election's results, a gap (or a resubscription
-    /// after the feed failed) forgets everything.
-    pub async fn follow<F: ElectionChangeFeed>(
-        &self,
-        feed: &F,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) {
-        livevote_redis::follow_changes(
-            feed,
-            |change| async move {
-                match change {
-                    ElectionChange::Changed { election_id, .. } => self.invalidate(election_id).await,
-                    ElectionChange::Resync => self.invalidate_all(),
-                }
-            },
-            shutdown,
-        )
-        .await;
-    }
-
     /// Elections with a running feed.
     pub fn feeds(&self) -> usize {
         lock(&self.feeds).len()
@@ -251,6 +214,24 @@ impl LiveResults {
     }
 }
 
+/// Admin changes arrive on the change feed: the election's results are
+/// forgotten and its feed publishes at once.
+impl ElectionCopies for LiveResults {
+    async fn forget(&self, id: ElectionId) {
+        self.cached.invalidate(&id).await;
+        if let Some(feed) = lock(&self.feeds).get(&id) {
+            feed.poke.notify_one();
+        }
+    }
+
+    fn forget_all(&self) {
+        self.cached.invalidate_all();
+        for feed in lock(&self.feeds).values() {
+            feed.poke.notify_one();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,7 +306,7 @@ mod tests {
         assert_eq!(live.feeds(), 1);
         let first_seq = subscribers[0].borrow().seq;
         votes.store(7, Ordering::SeqCst);
-        live.invalidate(election.id()).await;
+        live.forget(election.id()).await;
         for rx in &mut subscribers {
             rx.changed().await.unwrap();
             let p = rx.borrow_and_update().clone();

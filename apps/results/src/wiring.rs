@@ -149,7 +149,9 @@ where
     let metrics: Arc<dyn Metrics> = Arc::new(metrics);
     let mut background = vec![tokens.spawn_refresh(settings.jwks_refresh), {
         let live = live.clone();
-        tokio::spawn(async move { live.follow(&changes, std::future::pending()).await })
+        tokio::spawn(
+            async move { livevote_redis::follow_changes(&changes, &*live, std::future::pending()).await },
+        )
     }];
     if !settings.reconcile_every.is_zero() {
         background.push(tokio::spawn(crate::watch::reconcile_periodically(

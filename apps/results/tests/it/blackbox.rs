@@ -1228,14 +1228,21 @@ async fn results_are_gzipped_for_clients_that_ask_and_streams_never_are() {
         .unwrap();
     assert_eq!(gzipped.status(), 200);
     assert_eq!(gzipped.headers()["content-encoding"], "gzip");
-    assert!(gzipped.headers()["x-request-id"].to_str().is_ok_and(|v| !v.is_empty()));
+    assert!(
+        gzipped.headers()["x-request-id"]
+            .to_str()
+            .is_ok_and(|v| !v.is_empty())
+    );
     let bytes = gzipped.bytes().await.unwrap();
     let mut text = String::new();
     flate2::read::GzDecoder::new(&bytes[..])
         .read_to_string(&mut text)
         .expect("a gzip body");
     let unzipped: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(unzipped["totals"], plain["totals"], "the same results, compressed");
+    assert_eq!(
+        unzipped["totals"], plain["totals"],
+        "the same results, compressed"
+    );
     assert_eq!(unzipped["totalVotes"], 1);
 
     // The error envelope survives compression.
@@ -1276,5 +1283,8 @@ async fn results_are_gzipped_for_clients_that_ask_and_streams_never_are() {
         .expect("the snapshot arrives at once")
         .unwrap()
         .expect("a first chunk");
-    assert!(String::from_utf8_lossy(&first).contains("event:"), "plain text events");
+    assert!(
+        String::from_utf8_lossy(&first).contains("event:"),
+        "plain text events"
+    );
 }

@@ -1,121 +1,26 @@
-//! The on-air overlay and the audit dashboard, loaded in headless Chromium
-//! (Debian's `chromium`; `scripts/services.sh chromium` installs it) against
-//! the real binary: what the pages show must be what the API says.
+//! The on-air overlay and the audit dashboard in a real browser: headless
+//! Chromium driven over WebDriver (`livevote_testkit::browser`), against
+//! the real binary. The tests wait for elements to appear in the live page
+//! and read what it renders: what the pages show must be what the API says.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::{Results, Stack, call, candidate_id, create_election, election_id};
+use livevote_testkit::browser::Browser;
 use serde_json::{Value, json};
 
-fn chromium() -> String {
-    let bin = std::env::var("LIVEVOTE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        std::path::Path::new(&bin).exists(),
-        "{bin} not found: install Debian's chromium (scripts/services.sh chromium) or set LIVEVOTE_CHROMIUM"
-    );
-    bin
+/// The text of the cell `field` in the audit table's row of `election`.
+async fn cell(browser: &Browser, election: &str, field: &str) -> String {
+    browser
+        .text(&format!(
+            "tr[data-election-id='{election}'] [data-field='{field}']"
+        ))
+        .await
 }
 
-/// One Chromium at a time: two browsers on a 2-core machine slow each
-/// other down, and the overlay's dump waits a fixed wall-clock time.
-static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// How long Chromium lets a page run before dumping its DOM.
-#[derive(Clone, Copy)]
-enum Wait {
-    /// Virtual time: timers run and network requests are waited for. Not
-    /// for pages holding a stream open (virtual time would never advance).
-    Virtual,
-    /// Wall time, for the stream-fed overlay.
-    Wall,
-}
-
-/// The page's DOM after its scripts ran (headless Chromium's --dump-dom).
-fn dump_dom(url: &str, wait: Wait) -> String {
-    let _one = ONE_BROWSER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let profile = std::env::temp_dir().join(format!("lv-chromium-{}", uuid::Uuid::new_v4().simple()));
-    let out = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--dump-dom",
-        ])
-        .arg(match wait {
-            Wait::Virtual => "--virtual-time-budget=3000",
-            Wait::Wall => "--timeout=5000",
-        })
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(url)
-        .output()
-        .expect("chromium runs");
-    if let Err(error) = std::fs::remove_dir_all(&profile) {
-        eprintln!("could not remove {}: {error}", profile.display());
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Loads `url` until `ready` accepts its DOM (the page renders asynchronously).
-async fn dom_until(url: &str, wait: Wait, what: &str, ready: impl Fn(&str) -> bool) -> String {
-    let started = Instant::now();
-    loop {
-        let url = url.to_owned();
-        let dom = tokio::task::spawn_blocking(move || dump_dom(&url, wait))
-            .await
-            .unwrap();
-        if ready(&dom) {
-            return dom;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the page never showed {what}; last DOM:\n{dom}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// The value of attribute `name` in the opening tag `tag`.
-fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
-    let key = format!(" {name}=\"");
-    let start = tag.find(&key)? + key.len();
-    let end = tag[start..].find('"')? + start;
-    Some(&tag[start..end])
-}
-
-/// Opening tags that contain `marker`.
-fn tags_with<'a>(dom: &'a str, marker: &str) -> Vec<&'a str> {
-    let mut tags = Vec::new();
-    let mut rest = dom;
-    while let Some(i) = rest.find(marker) {
-        let open = rest[..i].rfind('<').unwrap_or(0);
-        let close = rest[i..].find('>').map_or(rest.len(), |c| i + c);
-        tags.push(&rest[open..=close.min(rest.len() - 1)]);
-        rest = &rest[close.min(rest.len() - 1) + 1..];
-    }
-    tags
-}
-
-fn body_attr<'a>(dom: &'a str, name: &str) -> Option<&'a str> {
-    tags_with(dom, "<body").first().and_then(|t| attr(t, name))
-}
-
-/// The text of the element with `data-field="field"` inside `row`'s `<tr>`.
-fn cell(dom: &str, election: &str, field: &str) -> String {
-    let start = dom
-        .find(&format!("data-election-id=\"{election}\""))
-        .expect("a row for the election");
-    let row = &dom[start..start + dom[start..].find("</tr>").expect("row end")];
-    let key = format!("data-field=\"{field}\">");
-    let at = row.find(&key).expect("the cell") + key.len();
-    row[at..at + row[at..].find('<').unwrap()].to_owned()
+/// Attribute `name` of the page's `<body>`, where the pages mirror their state.
+async fn body(browser: &Browser, name: &str) -> Option<String> {
+    browser.attr("body", name).await
 }
 
 async fn results(s: &Stack, app: &Results, id: &str) -> Value {
@@ -144,39 +49,55 @@ async fn the_on_air_overlay_shows_what_the_api_says_live_embargoed_and_final() {
         votes.push(s.accept(eid, candidate_id(&e, c), &format!("auth0|tv-{i}")).await);
     }
     let url = app.url(&format!("/onair/{id}"));
+    let browser = Browser::start().await;
+    browser.open(&url).await;
 
     // Live: one bar per candidate, votes and percentages as the API has them.
-    let dom = dom_until(&url, Wait::Wall, "3 votes", |d| {
-        body_attr(d, "data-total-votes") == Some("3")
-    })
-    .await;
-    assert_eq!(body_attr(&dom, "data-state"), Some("active"));
-    assert!(dom.contains("class=\"onair\""));
+    browser.wait_for("body[data-total-votes='3']", "3 votes").await;
+    assert_eq!(body(&browser, "data-state").await.as_deref(), Some("active"));
+    assert_eq!(body(&browser, "class").await.as_deref(), Some("onair"));
     let api = results(&s, &app, &id).await;
-    let rows = tags_with(&dom, "data-candidate-id=");
-    assert_eq!(rows.len(), 3, "{dom}");
+    let rows = browser.find_all("[data-candidate-id]").await;
+    assert_eq!(
+        rows.len(),
+        3,
+        "{}",
+        browser.find("body").await.html(true).await.unwrap()
+    );
     for (row, want) in rows.iter().zip(api["totals"].as_array().unwrap()) {
-        assert_eq!(attr(row, "data-candidate-id"), want["candidateId"].as_str());
-        assert_eq!(attr(row, "data-votes"), Some(want["votes"].to_string().as_str()));
+        let candidate = row.attr("data-candidate-id").await.unwrap();
+        assert_eq!(candidate.as_deref(), want["candidateId"].as_str());
+        assert_eq!(
+            row.attr("data-votes").await.unwrap(),
+            Some(want["votes"].to_string())
+        );
         let pct = format!("{:.1}", want["percentage"].as_f64().unwrap());
-        assert_eq!(attr(row, "data-percentage"), Some(pct.as_str()));
+        assert_eq!(row.attr("data-percentage").await.unwrap(), Some(pct));
         // The bar is as wide as the percentage.
-        let bar = &dom[dom.find(row).unwrap()..];
-        let bar = tags_with(bar, "class=\"bar\"")[0];
+        let style = browser
+            .attr(
+                &format!("[data-candidate-id='{}'] .bar", candidate.unwrap()),
+                "style",
+            )
+            .await
+            .unwrap_or_default();
         assert!(
-            attr(bar, "style")
-                .is_some_and(|st| st.contains(&format!("width: {}%", want["percentage"].as_f64().unwrap()))),
-            "{bar}"
+            style.contains(&format!("width: {}%", want["percentage"].as_f64().unwrap())),
+            "{style}"
         );
     }
-    assert!(dom.contains(">Ada<"), "names are shown");
-    let css = page_css(&s, &app).await;
-    assert!(
-        css.contains("background: transparent"),
+    assert_eq!(
+        browser.text("[data-candidate-id] .name").await,
+        "Ada",
+        "names are shown"
+    );
+    assert_eq!(
+        browser.style("body", "background-color").await,
+        "rgba(0, 0, 0, 0)",
         "the overlay keys over video"
     );
 
-    // Embargoed: no bars, no figures.
+    // Embargoed: no bars, no figures, the notice shown.
     let visibility = format!("/api/v1/admin/elections/{id}/visibility");
     call(
         &s.http,
@@ -188,12 +109,12 @@ async fn the_on_air_overlay_shows_what_the_api_says_live_embargoed_and_final() {
         &[],
     )
     .await;
-    let dom = dom_until(&url, Wait::Wall, "the embargo", |d| {
-        body_attr(d, "data-state") == Some("embargoed")
-    })
-    .await;
-    assert!(tags_with(&dom, "data-candidate-id=").is_empty(), "{dom}");
-    assert!(dom.contains(">EMBARGOED<"));
+    browser
+        .wait_for("body[data-state='embargoed']", "the embargo")
+        .await;
+    assert!(browser.find_all("[data-candidate-id]").await.is_empty());
+    assert_eq!(browser.text("#badge").await, "EMBARGOED");
+    assert!(browser.find("#embargo").await.is_displayed().await.unwrap());
     call(
         &s.http,
         &app,
@@ -217,17 +138,19 @@ async fn the_on_air_overlay_shows_what_the_api_says_live_embargoed_and_final() {
     )
     .await;
     s.persist(&votes).await;
-    let dom = dom_until(&url, Wait::Wall, "final results", |d| {
-        body_attr(d, "data-final") == Some("true")
-    })
-    .await;
-    assert!(dom.contains(">FINAL<"), "{dom}");
+    browser.wait_for("body[data-final='true']", "final results").await;
+    assert_eq!(browser.text("#badge").await, "FINAL");
     let api = results(&s, &app, &id).await;
     assert_eq!(api["final"], true);
-    let rows = tags_with(&dom, "data-candidate-id=");
+    let rows = browser.find_all("[data-candidate-id]").await;
+    assert_eq!(rows.len(), 3);
     for (row, want) in rows.iter().zip(api["totals"].as_array().unwrap()) {
-        assert_eq!(attr(row, "data-votes"), Some(want["votes"].to_string().as_str()));
+        assert_eq!(
+            row.attr("data-votes").await.unwrap(),
+            Some(want["votes"].to_string())
+        );
     }
+    browser.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,23 +192,28 @@ async fn the_audit_dashboard_shows_every_reconciliation_and_raises_the_alarm_on_
     }
 
     // Without a token the page asks for one and shows nothing.
-    let dom = dom_until(&app.url("/audit"), Wait::Virtual, "the token form", |d| {
-        d.contains("id=\"login\"") && !d.contains("<form id=\"login\" hidden")
-    })
-    .await;
-    assert!(tags_with(&dom, "data-election-id=").is_empty());
+    let browser = Browser::start().await;
+    browser.open(&app.url("/audit")).await;
+    let login = browser
+        .wait_for("form#login:not([hidden])", "the token form")
+        .await;
+    assert!(login.is_displayed().await.unwrap());
+    assert!(browser.find_all("tr[data-election-id]").await.is_empty());
 
-    let url = format!("{}#token={auditor}", app.url("/audit"));
-    let dom = dom_until(&url, Wait::Virtual, "both elections", |d| {
-        body_attr(d, "data-elections") == Some("2")
-    })
-    .await;
+    // A fresh load (not a jump within the page) with the token in the fragment.
+    browser.open("about:blank").await;
+    browser
+        .open(&format!("{}#token={auditor}", app.url("/audit")))
+        .await;
+    browser
+        .wait_for("body[data-elections='2']", "both elections")
+        .await;
     assert_eq!(
-        body_attr(&dom, "data-alarm"),
+        body(&browser, "data-alarm").await.as_deref(),
         Some("true"),
         "a loss raises the alarm"
     );
-    assert!(dom.contains("ALARM"));
+    assert!(browser.text("#alarm").await.starts_with("ALARM"));
     for e in [&good, &bad] {
         let id = e["electionId"].as_str().unwrap();
         let api = call(
@@ -306,37 +234,33 @@ async fn the_audit_dashboard_shows_every_reconciliation_and_raises_the_alarm_on_
             ("inFlight", "inFlight"),
             ("difference", "liveVsPersistedDifference"),
         ] {
-            assert_eq!(cell(&dom, id, field), api[key].to_string(), "{field} of {id}");
+            assert_eq!(
+                cell(&browser, id, field).await,
+                api[key].to_string(),
+                "{field} of {id}"
+            );
         }
-        assert_eq!(cell(&dom, id, "verdict"), api["verdictText"].as_str().unwrap());
-        let row = tags_with(&dom, &format!("data-election-id=\"{id}\""))[0];
-        assert_eq!(attr(row, "data-verdict"), api["verdict"].as_str());
+        assert_eq!(
+            cell(&browser, id, "verdict").await,
+            api["verdictText"].as_str().unwrap()
+        );
+        assert_eq!(
+            browser
+                .attr(&format!("tr[data-election-id='{id}']"), "data-verdict")
+                .await
+                .as_deref(),
+            api["verdict"].as_str()
+        );
     }
     assert_eq!(
-        cell(&dom, good["electionId"].as_str().unwrap(), "verdict"),
+        cell(&browser, good["electionId"].as_str().unwrap(), "verdict").await,
         "balanced"
     );
     assert_eq!(
-        cell(&dom, bad["electionId"].as_str().unwrap(), "verdict"),
+        cell(&browser, bad["electionId"].as_str().unwrap(), "verdict").await,
         "lost 2"
     );
-}
-
-/// The pages' style sheet as served.
-async fn page_css(s: &Stack, app: &Results) -> String {
-    s.http
-        .get(app.url("/pages/livevote.css"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The opening tag of the row of `candidate`.
-fn row_of<'a>(dom: &'a str, candidate: &str) -> &'a str {
-    tags_with(dom, &format!("data-candidate-id=\"{candidate}\""))[0]
+    browser.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,34 +303,47 @@ async fn the_overlay_crowns_the_leader_by_votes_shows_ties_and_tells_cancelled_f
     assert_eq!(units, 1000, "the shown percentages add up to 100.0");
 
     let url = app.url(&format!("/onair/{id}"));
-    let dom = dom_until(&url, Wait::Wall, "5,221 votes", |d| {
-        body_attr(d, "data-total-votes") == Some("5221")
-    })
-    .await;
-    assert_eq!(body_attr(&dom, "data-leaders"), Some("1"), "{dom}");
-    assert_eq!(body_attr(&dom, "data-pwned"), None, "markup ran: {dom}");
-    assert!(!dom.contains("<img src=\"x\""), "a name became an element: {dom}");
+    let browser = Browser::start().await;
+    browser.open(&url).await;
+    browser
+        .wait_for("body[data-total-votes='5221']", "5,221 votes")
+        .await;
+    assert_eq!(body(&browser, "data-leaders").await.as_deref(), Some("1"));
+    assert_eq!(body(&browser, "data-pwned").await, None, "markup ran");
     assert!(
-        dom.contains("&lt;img src=x onerror="),
-        "the name is shown as text: {dom}"
+        browser.find_all("img").await.is_empty(),
+        "a name became an element"
+    );
+    assert_eq!(
+        browser
+            .text(&format!("[data-candidate-id='{}'] .name", c[3]))
+            .await,
+        markup,
+        "the name is shown as text"
     );
     assert!(
-        dom.contains("&lt;script&gt;"),
-        "the title is shown as text: {dom}"
+        browser.text("#title").await.starts_with("<script>"),
+        "the title is shown as text"
     );
     for (i, candidate) in c.iter().enumerate() {
-        let row = row_of(&dom, candidate);
+        let row = format!("[data-candidate-id='{candidate}']");
         let leads = i == 3;
         assert_eq!(
-            attr(row, "data-leading"),
-            Some(if leads { "true" } else { "false" }),
-            "{row}"
+            browser.attr(&row, "data-leading").await.as_deref(),
+            Some(if leads { "true" } else { "false" })
         );
-        assert_eq!(attr(row, "class").unwrap().contains("leading"), leads, "{row}");
+        let class = browser.attr(&row, "class").await.unwrap_or_default();
+        assert_eq!(class.split(' ').any(|c| c == "leading"), leads, "{class}");
     }
-    let live_badge = tags_with(&dom, "id=\"badge\"")[0];
-    assert_eq!(attr(live_badge, "class"), Some("badge active"));
-    assert!(dom.contains(">LIVE<"));
+    assert_eq!(
+        browser.attr("#badge", "class").await.as_deref(),
+        Some("badge active")
+    );
+    assert_eq!(browser.text("#badge").await, "LIVE");
+    let live_look = (
+        browser.style("#badge", "background-color").await,
+        browser.style("#badge", "border-top-style").await,
+    );
 
     // A tie at the top is shown as a tie: both lead, both marked tied.
     s.set_live_counts(
@@ -419,19 +356,19 @@ async fn the_overlay_crowns_the_leader_by_votes_shows_ties_and_tells_cancelled_f
         ],
     )
     .await;
-    let dom = dom_until(&url, Wait::Wall, "the tie", |d| {
-        body_attr(d, "data-total-votes") == Some("37")
-    })
-    .await;
-    assert_eq!(body_attr(&dom, "data-leaders"), Some("2"), "{dom}");
+    browser.wait_for("body[data-total-votes='37']", "the tie").await;
+    assert_eq!(body(&browser, "data-leaders").await.as_deref(), Some("2"));
     for (i, candidate) in c.iter().enumerate() {
-        let class = attr(row_of(&dom, candidate), "class").unwrap().to_owned();
+        let class = browser
+            .attr(&format!("[data-candidate-id='{candidate}']"), "class")
+            .await
+            .unwrap_or_default();
         let tied = i == 1 || i == 2;
-        assert_eq!(class.contains("leading"), tied, "{class}");
-        assert_eq!(class.contains("tied"), tied, "{class}");
+        assert_eq!(class.split(' ').any(|c| c == "leading"), tied, "{class}");
+        assert_eq!(class.split(' ').any(|c| c == "tied"), tied, "{class}");
     }
 
-    // Cancelled: its own badge, never the LIVE one.
+    // Cancelled: its own badge, never the LIVE one, and it looks different on screen.
     let cancelled = s
         .change_status(
             &app,
@@ -440,25 +377,20 @@ async fn the_overlay_crowns_the_leader_by_votes_shows_ties_and_tells_cancelled_f
         )
         .await;
     assert_eq!(cancelled.status, 200, "{}", cancelled.body);
-    let dom = dom_until(&url, Wait::Wall, "the cancellation", |d| {
-        body_attr(d, "data-state") == Some("cancelled")
-    })
-    .await;
-    let badge = tags_with(&dom, "id=\"badge\"")[0];
-    assert_eq!(attr(badge, "class"), Some("badge cancelled"), "{badge}");
-    assert!(dom.contains(">CANCELLED<") && !dom.contains(">LIVE<"), "{dom}");
-    let css = page_css(&s, &app).await;
-    let rule = |selector: &str| {
-        css.lines()
-            .find(|l| l.starts_with(selector))
-            .unwrap_or_else(|| panic!("no {selector} rule"))
-            .to_owned()
-    };
-    assert_ne!(
-        rule(".onair .badge.cancelled {"),
-        rule(".onair .badge.active {").replace("active", "cancelled"),
-        "CANCELLED and LIVE look different"
+    browser
+        .wait_for("body[data-state='cancelled']", "the cancellation")
+        .await;
+    assert_eq!(
+        browser.attr("#badge", "class").await.as_deref(),
+        Some("badge cancelled")
     );
+    assert_eq!(browser.text("#badge").await, "CANCELLED");
+    let cancelled_look = (
+        browser.style("#badge", "background-color").await,
+        browser.style("#badge", "border-top-style").await,
+    );
+    assert_ne!(cancelled_look, live_look, "CANCELLED and LIVE look different");
+    browser.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -567,25 +499,34 @@ async fn dead_letters_show_on_the_audit_page_and_no_result_is_final_while_one_is
         "{page}"
     );
 
-    let url = format!("{}#token={auditor}", app.url("/audit"));
-    let dom = dom_until(&url, Wait::Virtual, "both elections", |d| {
-        body_attr(d, "data-elections") == Some("2")
-    })
-    .await;
-    assert_eq!(body_attr(&dom, "data-dead-letters"), Some("3"), "{dom}");
-    assert_eq!(body_attr(&dom, "data-unattributed"), Some("1"), "{dom}");
-    assert_eq!(body_attr(&dom, "data-alarm-state"), Some("warn"), "{dom}");
-    assert!(!dom.contains("OK: no loss"), "{dom}");
-    assert!(dom.contains("ATTENTION: 3 in the dead-letter queue"), "{dom}");
-    let banner = &dom[dom.find("id=\"dlq\"").expect("the dead-letter banner")..];
-    assert!(!tags_with(banner, "id=\"dlq\"")[0].contains("hidden"), "{banner}");
+    let browser = Browser::start().await;
+    browser
+        .open(&format!("{}#token={auditor}", app.url("/audit")))
+        .await;
+    browser
+        .wait_for("body[data-elections='2']", "both elections")
+        .await;
+    assert_eq!(body(&browser, "data-dead-letters").await.as_deref(), Some("3"));
+    assert_eq!(body(&browser, "data-unattributed").await.as_deref(), Some("1"));
+    assert_eq!(body(&browser, "data-alarm-state").await.as_deref(), Some("warn"));
+    assert_eq!(
+        browser.text("#alarm").await,
+        "ATTENTION: 3 in the dead-letter queue"
+    );
+    let banner = browser.find("#dlq").await;
+    assert!(
+        banner.is_displayed().await.unwrap(),
+        "the dead-letter banner is shown"
+    );
+    let banner = banner.text().await.unwrap();
     assert!(banner.contains("1 unattributed"), "{banner}");
     assert!(
         banner.contains("1 votes of elections not listed here"),
         "{banner}"
     );
-    assert_eq!(cell(&dom, &closed_id, "deadLettered"), "1");
-    assert_eq!(cell(&dom, &closed_id, "allowsFinal"), "no");
-    assert_eq!(cell(&dom, &active_id, "deadLettered"), "0");
-    assert_eq!(cell(&dom, &active_id, "allowsFinal"), "no");
+    assert_eq!(cell(&browser, &closed_id, "deadLettered").await, "1");
+    assert_eq!(cell(&browser, &closed_id, "allowsFinal").await, "no");
+    assert_eq!(cell(&browser, &active_id, "deadLettered").await, "0");
+    assert_eq!(cell(&browser, &active_id, "allowsFinal").await, "no");
+    browser.close().await;
 }
