@@ -232,6 +232,34 @@ pub struct CloudWatchArgs {
     pub endpoint: Option<String>,
 }
 
+/// For each service's own test: `command` passes clap's debug checks and
+/// `doc` (the README) documents every environment variable it reads.
+///
+/// # Panics
+/// When either does not hold; the message lists the missing variables.
+pub fn assert_well_formed_and_documented(command: clap::Command, doc: &str) {
+    command.clone().debug_assert();
+    let missing = undocumented_variables(&command, doc);
+    assert!(missing.is_empty(), "README.md does not document {missing:?}");
+}
+
+/// A service's test that its configuration command is well formed and that
+/// the README documents every variable of it: `readme_documents_every_variable!(Config);`
+/// in the module that defines `Config` (a `clap::Parser`).
+#[macro_export]
+macro_rules! readme_documents_every_variable {
+    ($config:ty) => {
+        #[cfg(test)]
+        #[test]
+        fn the_command_is_well_formed_and_the_readme_documents_every_variable() {
+            $crate::config::assert_well_formed_and_documented(
+                <$config as clap::CommandFactory>::command(),
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")),
+            );
+        }
+    };
+}
+
 /// The environment variables of `command` (and its subcommands) that `doc`
 /// never names as `` `NAME` ``: for the services' tests that the README
 /// documents every setting.

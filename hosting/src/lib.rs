@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod connect;
 pub mod faults;
 pub mod logs;
 pub mod serve;

@@ -21,6 +21,7 @@ mod store;
 
 pub use elections::PgElections;
 pub use migrate::{MIGRATOR, migrate};
+pub use sqlx::PgPool;
 pub use store::{PgVoteStore, StoreConfig};
 
 /// A pool for `url` that connects on first use (a service starts while the

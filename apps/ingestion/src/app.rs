@@ -16,12 +16,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Context;
-use livevote_auth0::{JwksConfig, JwksVerifier};
 use livevote_hosting::OffsetClock;
-use livevote_metrics::{FlushTask, Telemetry};
+use livevote_hosting::connect::Background;
 use livevote_ports::QueueInspector;
 use livevote_postgres::PgElections;
-use livevote_redis::{RedisConfig, RedisElectionCache, RedisStore};
+use livevote_redis::{RedisElectionCache, RedisStore};
 use livevote_sqs::SqsQueue;
 use livevote_turnstile::{ConfiguredHumanCheck, NoHumanCheck, TurnstileConfig, TurnstileVerifier};
 use tokio::net::TcpListener;
@@ -36,23 +35,14 @@ use crate::wiring::{Adapters, Settings, wire};
 use livevote_hosting::{ServeConfig, serve};
 
 /// A built ingestion service, listening, not yet serving.
+#[derive(Debug)]
 pub struct App {
     listener: TcpListener,
     router: axum::Router,
     serve: ServeConfig,
     draining: Arc<AtomicBool>,
     publisher: JoinHandle<()>,
-    background: Vec<JoinHandle<()>>,
-    cloudwatch: Option<FlushTask>,
-    redis: RedisStore,
-}
-
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("addr", &self.local_addr())
-            .finish_non_exhaustive()
-    }
+    background: Background,
 }
 
 struct RedisReady(RedisStore);
@@ -82,44 +72,12 @@ impl App {
     /// When a dependency cannot be set up (Redis unreachable, the queue
     /// unknown, the address taken); the message names what to fix.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let pool = livevote_postgres::connect_lazy(&config.database.url, config.database.pool)
-            .context("LIVEVOTE_DATABASE_URL")?;
-        let redis = RedisStore::connect(RedisConfig {
-            url: config.redis.url.clone(),
-            pool_size: config.redis.pool,
-            key_prefix: config.redis.prefix.clone(),
-            ..RedisConfig::default()
-        })
-        .await
-        .with_context(|| format!("Redis at {} (LIVEVOTE_REDIS_URL)", config.redis.url))?;
-
-        let queue = livevote_sqs::open_queue(config.queue.sqs_endpoint.as_deref(), &config.queue.name)
-            .await
-            .context("LIVEVOTE_QUEUE_NAME / LIVEVOTE_SQS_ENDPOINT")?;
-
-        let (telemetry, flusher) = Telemetry::build(
-            config.cloudwatch.namespace.as_deref(),
-            config.cloudwatch.endpoint.as_deref(),
-        )
-        .await;
+        let pool = config.database.connect_lazy()?;
+        let redis = config.redis.connect().await?;
+        let queue = config.queue.open().await?;
+        let (telemetry, flusher, telemetry_upkeep) = config.cloudwatch.telemetry().await;
         let prometheus = telemetry.prometheus.clone();
-        // Histogram samples pile up until folded; scrapes may be rare or absent.
-        let telemetry_upkeep = prometheus.spawn_upkeep();
-
-        let tokens = JwksVerifier::new(JwksConfig {
-            leeway: config.tokens.leeway,
-            max_lifetime: (!config.tokens.max_lifetime.is_zero()).then_some(config.tokens.max_lifetime),
-            ..JwksConfig::new(
-                &config.tokens.jwks_url,
-                &config.tokens.issuer,
-                &config.tokens.audience,
-            )
-        })
-        .context("building the JWKS client")?;
-        if let Err(error) = tokens.refresh().await {
-            // Not fatal: readiness says so, and the first token retries the fetch.
-            tracing::warn!(%error, "JWKS not loaded yet (LIVEVOTE_JWKS_URL)");
-        }
+        let tokens = config.tokens.verifier().await?;
 
         let human = match &config.turnstile_secret {
             Some(secret) if !secret.0.is_empty() => ConfiguredHumanCheck::Turnstile(
@@ -188,9 +146,11 @@ impl App {
             serve: config.http.serve_config(),
             draining: wired.draining,
             publisher: wired.publisher,
-            background,
-            cloudwatch: flusher,
-            redis,
+            background: Background {
+                tasks: background,
+                cloudwatch: flusher,
+                redis: Some(redis),
+            },
         })
     }
 
@@ -214,13 +174,6 @@ impl App {
             Ok(_) => tracing::info!("publish buffer drained"),
             Err(_) => tracing::error!("publish buffer not drained within the grace period"),
         }
-        for task in &self.background {
-            task.abort();
-        }
-        if let Some(flusher) = self.cloudwatch {
-            flusher.shutdown().await;
-        }
-        self.redis.close().await;
-        tracing::info!("stopped");
+        self.background.end().await;
     }
 }

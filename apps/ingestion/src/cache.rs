@@ -210,6 +210,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn without_the_feed_a_change_is_seen_once_the_copy_is_max_age_old() {
+        let (db, e) = setup().await;
+        let cache = ElectionCache::new(
+            db.clone(),
+            CacheConfig {
+                max_age: Duration::from_millis(200),
+                capacity: 10,
+            },
+        );
+        let before = cache.get(e.id()).await.unwrap().unwrap();
+        assert_eq!(before.stored_status(), livevote_domain::ElectionStatus::Draft);
+        let mut loaded = db.load(e.id()).await.unwrap();
+        loaded.schedule(Utc::now()).unwrap();
+        let admin = ActorId::parse("admin").unwrap();
+        db.update(&loaded, AdminAction::Scheduled, &admin, "", Utc::now())
+            .await
+            .unwrap();
+        // Nobody announced the change: the copy is served until it is max_age old, then read again.
+        let soon = cache.get(e.id()).await.unwrap().unwrap();
+        assert_eq!(soon.stored_status(), livevote_domain::ElectionStatus::Draft);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let later = cache.get(e.id()).await.unwrap().unwrap();
+        assert_eq!(later.stored_status(), livevote_domain::ElectionStatus::Scheduled);
+    }
+
+    #[tokio::test]
     async fn capacity_bounds_the_cache() {
         let (db, e) = setup().await;
         let cache = ElectionCache::new(

@@ -135,18 +135,4 @@ impl Config {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    use super::Config;
-
-    #[test]
-    fn the_command_is_well_formed_and_the_readme_documents_every_variable() {
-        let command = Config::command();
-        command.clone().debug_assert();
-        let readme = include_str!("../../../README.md");
-        let missing = livevote_hosting::config::undocumented_variables(&command, readme);
-        assert!(missing.is_empty(), "README.md does not document {missing:?}");
-    }
-}
+livevote_hosting::readme_documents_every_variable!(Config);

@@ -13,7 +13,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use livevote_hosting::SystemClock;
-use livevote_metrics::{FlushTask, PrometheusMetrics, Telemetry};
+use livevote_hosting::connect::Background;
+use livevote_metrics::{PrometheusMetrics, Telemetry};
 use livevote_ports::QueueInspector;
 use livevote_postgres::{PgElections, PgVoteStore, StoreConfig};
 use livevote_sqs::SqsQueue;
@@ -26,6 +27,7 @@ use crate::service::{PersistConfig, PersistService};
 
 type Service = PersistService<SqsQueue, PgVoteStore, PgElections, SystemClock, Telemetry>;
 
+/// What the readiness probe asks.
 #[derive(Clone)]
 struct Probe {
     pool: sqlx::PgPool,
@@ -34,21 +36,23 @@ struct Probe {
     stopping: Arc<AtomicBool>,
 }
 
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe")
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A built processor: connected, listening for probes, not yet consuming.
+#[derive(Debug)]
 pub struct App {
     listener: TcpListener,
     service: Service,
     runner: RunnerConfig,
     probe: Probe,
-    cloudwatch: Option<FlushTask>,
-}
-
-impl std::fmt::Debug for App {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("addr", &self.local_addr())
-            .finish_non_exhaustive()
-    }
+    /// The Prometheus upkeep and the CloudWatch flusher, ended last.
+    background: Background,
 }
 
 impl App {
@@ -56,16 +60,9 @@ impl App {
     /// When the queue is unknown, the address taken, or a URL invalid; the
     /// message names the variable.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let pool = livevote_postgres::connect_lazy(&config.database.url, config.database.pool)
-            .context("LIVEVOTE_DATABASE_URL")?;
-        let queue = livevote_sqs::open_queue(config.queue.sqs_endpoint.as_deref(), &config.queue.name)
-            .await
-            .context("LIVEVOTE_QUEUE_NAME / LIVEVOTE_SQS_ENDPOINT")?;
-        let (telemetry, flusher) = Telemetry::build(
-            config.cloudwatch.namespace.as_deref(),
-            config.cloudwatch.endpoint.as_deref(),
-        )
-        .await;
+        let pool = config.database.connect_lazy()?;
+        let queue = config.queue.open().await?;
+        let (telemetry, flusher, upkeep) = config.cloudwatch.telemetry().await;
         let prometheus = telemetry.prometheus.clone();
         let service = PersistService::new(
             queue.clone(),
@@ -88,7 +85,11 @@ impl App {
                 prometheus,
                 stopping: Arc::new(AtomicBool::new(false)),
             },
-            cloudwatch: flusher,
+            background: Background {
+                tasks: vec![upkeep],
+                cloudwatch: flusher,
+                redis: None,
+            },
         })
     }
 
@@ -101,16 +102,6 @@ impl App {
     /// Consumes until `shutdown` resolves, then finishes the batch in hand.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> RunReport {
         let probe = self.probe.clone();
-        let upkeep = {
-            let prometheus = probe.prometheus.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(5));
-                loop {
-                    tick.tick().await;
-                    prometheus.run_upkeep();
-                }
-            })
-        };
         let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
         let routes = axum::Router::new()
             .route("/health/live", get(|| async { Json(json!({"status": "ok"})) }))
@@ -153,10 +144,7 @@ impl App {
         if let Err(error) = http.await {
             tracing::error!(%error, "health and metrics server task failed");
         }
-        upkeep.abort();
-        if let Some(flusher) = self.cloudwatch {
-            flusher.shutdown().await;
-        }
+        self.background.end().await;
         report
     }
 }
