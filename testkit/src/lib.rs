@@ -4,6 +4,7 @@
 //! dev-dependency at most, and `scripts/check-deps.sh` fails the build
 //! otherwise. It holds:
 //! - [`scratch_database`]: a throw-away PostgreSQL database with the schema applied;
+//! - [`backends`]: one test's database, Redis prefix, queues and token keys, and the variables a service needs to reach them;
 //! - [`fixtures`]: valid elections, votes and actors in one line;
 //! - [`Relay`]: a TCP relay that can be cut, to play a dead dependency;
 //! - [`ServiceProcess`]: a service binary run as a child process;
@@ -11,6 +12,7 @@
 //! - [`sse`]: a Server-Sent Events response read event by event;
 //! - [`browser`]: headless Chromium driven over WebDriver, for the page tests.
 
+pub mod backends;
 pub mod browser;
 mod clock;
 pub mod fixtures;

@@ -12,25 +12,18 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::post;
 use chrono::{Duration as ChronoDuration, Utc};
-use livevote_auth0::{DevIssuer, DevTokenClaims};
+use livevote_auth0::DevTokenClaims;
 use livevote_domain::{Election, VoteRecord};
 use livevote_ports::{DeliveryContent, VoteSource};
 use livevote_postgres::PgElections;
-use livevote_redis::{RedisConfig, RedisStore};
-use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
+use livevote_testkit::backends::Backends;
 use livevote_testkit::fixtures::active_election;
-use livevote_testkit::{scratch_database, test_server_url};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 pub const ISS: &str = "https://livevote-blackbox.test/";
-pub const AUD: &str = "https://api.livevote.test";
-
-pub fn sqs_endpoint() -> String {
-    std::env::var("LIVEVOTE_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
-}
+pub use livevote_testkit::backends::{AUDIENCE as AUD, redis_url, serve, sqs_endpoint};
 
 /// The `host:port` of the test Redis.
 pub fn redis_addr() -> SocketAddr {
@@ -48,67 +41,27 @@ pub fn set_env(env: &mut Vec<(String, String)>, key: &str, value: String) {
     env.push((key.to_string(), value));
 }
 
-fn redis_url() -> String {
-    std::env::var("LIVEVOTE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
-}
-
-/// Starts an axum app on a free port of 127.0.0.1.
-pub async fn serve(app: axum::Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
 pub use livevote_testkit::Relay;
 
-/// The servers around one ingestion instance (or several sharing them).
+/// The servers around one ingestion instance (or several sharing them):
+/// the shared [`Backends`] (reached through `Deref`), plus a fake Turnstile.
 pub struct Stack {
-    pub database_url: String,
+    pub backends: Backends,
     pub elections: PgElections,
-    pub redis: RedisStore,
-    pub redis_prefix: String,
-    pub queue: SqsQueue,
-    pub queue_name: String,
-    pub issuer: Arc<DevIssuer>,
-    pub jwks_addr: SocketAddr,
     pub turnstile_addr: SocketAddr,
     pub turnstile_up: Arc<AtomicBool>,
 }
 
+impl std::ops::Deref for Stack {
+    type Target = Backends;
+    fn deref(&self) -> &Backends {
+        &self.backends
+    }
+}
+
 impl Stack {
     pub async fn new() -> Self {
-        let pool = scratch_database(&test_server_url(), 4)
-            .await
-            .expect("a test database (scripts/test.sh starts PostgreSQL)");
-        let db = pool.connect_options().get_database().unwrap().to_owned();
-        let server = test_server_url();
-        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-        let database_url = format!("{base}/{db}");
-        let redis_prefix = format!("lvtest-{}", uuid::Uuid::new_v4().simple());
-        let redis = RedisStore::connect(RedisConfig {
-            url: redis_url(),
-            key_prefix: redis_prefix.clone(),
-            ..RedisConfig::default()
-        })
-        .await
-        .expect("Redis reachable (scripts/test.sh starts it)");
-        let client = local_client(&sqs_endpoint());
-        let queue_name = format!("lvtest-{}", uuid::Uuid::new_v4().simple());
-        let config = create_queues(&client, &queue_name, QueueSettings::default())
-            .await
-            .expect("the local SQS endpoint (scripts/services.sh sqs)");
-        let queue = SqsQueue::new(client, config);
-        let issuer = Arc::new(DevIssuer::builtin(ISS, AUD));
-        let jwks = issuer.jwks_json().to_string();
-        let jwks_addr = serve(axum::Router::new().route(
-            "/.well-known/jwks.json",
-            get(move || {
-                let jwks = jwks.clone();
-                async move { ([("content-type", "application/json")], jwks) }
-            }),
-        ))
-        .await;
+        let backends = Backends::start(ISS).await;
         let turnstile_up = Arc::new(AtomicBool::new(true));
         let up = turnstile_up.clone();
         let turnstile_addr = serve(axum::Router::new().route(
@@ -134,14 +87,8 @@ impl Stack {
         ))
         .await;
         Self {
-            database_url,
-            elections: PgElections::new(pool),
-            redis,
-            redis_prefix,
-            queue,
-            queue_name,
-            issuer,
-            jwks_addr,
+            elections: PgElections::new(backends.pool.clone()),
+            backends,
             turnstile_addr,
             turnstile_up,
         }
@@ -167,19 +114,9 @@ impl Stack {
 
     /// The environment of an ingestion instance on this stack.
     pub fn env(&self) -> Vec<(String, String)> {
-        [
+        let mut env = self.backends.env();
+        for (k, v) in [
             ("LIVEVOTE_INGESTION_LISTEN", "127.0.0.1:0".to_string()),
-            ("LIVEVOTE_DATABASE_URL", self.database_url.clone()),
-            ("LIVEVOTE_REDIS_URL", redis_url()),
-            ("LIVEVOTE_REDIS_PREFIX", self.redis_prefix.clone()),
-            ("LIVEVOTE_SQS_ENDPOINT", sqs_endpoint()),
-            ("LIVEVOTE_QUEUE_NAME", self.queue_name.clone()),
-            (
-                "LIVEVOTE_JWKS_URL",
-                format!("http://{}/.well-known/jwks.json", self.jwks_addr),
-            ),
-            ("LIVEVOTE_JWT_ISSUER", ISS.to_string()),
-            ("LIVEVOTE_JWT_AUDIENCE", AUD.to_string()),
             ("LIVEVOTE_TURNSTILE_SECRET", "bb-secret".to_string()),
             (
                 "LIVEVOTE_TURNSTILE_URL",
@@ -192,13 +129,10 @@ impl Stack {
                 "LIVEVOTE_LOG",
                 "info,livevote_ingestion=debug,livevote_http=debug".to_string(),
             ),
-            ("AWS_ACCESS_KEY_ID", "test".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        ] {
+            env.push((k.to_string(), v));
+        }
+        env
     }
 
     /// Every vote in the queue, received and acknowledged, until `want` arrived or 20 s passed.

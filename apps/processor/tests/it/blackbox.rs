@@ -10,33 +10,27 @@ use chrono::{Duration as ChronoDuration, Utc};
 use livevote_domain::{Election, VoteRecord};
 use livevote_ports::{QueueInspector, VoteQueue};
 use livevote_postgres::PgElections;
-use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
+use livevote_sqs::QueueSettings;
+use livevote_testkit::backends::Backends;
 use livevote_testkit::fixtures::{active_election, record};
-use livevote_testkit::{Relay, ServiceProcess};
-use livevote_testkit::{scratch_database, test_server_url};
-use sqlx::PgPool;
-
-fn sqs_endpoint() -> String {
-    std::env::var("LIVEVOTE_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
-}
+use livevote_testkit::{Relay, ServiceProcess, test_server_url};
 
 struct Stack {
-    pool: PgPool,
-    database_url: String,
-    queue: SqsQueue,
-    queue_name: String,
+    backends: Backends,
     election: Election,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = Backends;
+    fn deref(&self) -> &Backends {
+        &self.backends
+    }
 }
 
 impl Stack {
     async fn new(settings: QueueSettings) -> Self {
-        let pool = scratch_database(&test_server_url(), 4)
-            .await
-            .expect("a test database (scripts/test.sh starts PostgreSQL)");
-        let db = pool.connect_options().get_database().unwrap().to_owned();
-        let server = test_server_url();
-        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-        let elections = PgElections::new(pool.clone());
+        let backends = Backends::start_with("https://livevote-processor.test/", settings).await;
+        let elections = PgElections::new(backends.pool.clone());
         let election = active_election(
             &elections,
             &["Ada", "Grace", "Linus"],
@@ -45,18 +39,7 @@ impl Stack {
             |_| {},
         )
         .await;
-        let client = local_client(&sqs_endpoint());
-        let queue_name = format!("lvtest-{}", uuid::Uuid::new_v4().simple());
-        let config = create_queues(&client, &queue_name, settings)
-            .await
-            .expect("the local SQS endpoint (scripts/services.sh sqs)");
-        Self {
-            database_url: format!("{base}/{db}"),
-            pool,
-            queue: SqsQueue::new(client, config),
-            queue_name,
-            election,
-        }
+        Self { backends, election }
     }
 
     fn votes(&self, n: usize, tag: &str) -> Vec<VoteRecord> {
@@ -74,22 +57,17 @@ impl Stack {
     }
 
     fn env(&self) -> Vec<(String, String)> {
-        [
-            ("LIVEVOTE_PROCESSOR_LISTEN", "127.0.0.1:0".to_string()),
-            ("LIVEVOTE_DATABASE_URL", self.database_url.clone()),
-            ("LIVEVOTE_SQS_ENDPOINT", sqs_endpoint()),
-            ("LIVEVOTE_QUEUE_NAME", self.queue_name.clone()),
-            ("LIVEVOTE_PROCESSOR_RECEIVE_WAIT_SECS", "1".to_string()),
-            ("LIVEVOTE_PROCESSOR_EXTEND_EVERY_SECS", "1".to_string()),
-            ("LIVEVOTE_PROCESSOR_EXTENSION_SECS", "5".to_string()),
-            ("LIVEVOTE_LOG", "info".to_string()),
-            ("AWS_ACCESS_KEY_ID", "test".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        let mut env = self.backends.env();
+        for (k, v) in [
+            ("LIVEVOTE_PROCESSOR_LISTEN", "127.0.0.1:0"),
+            ("LIVEVOTE_PROCESSOR_RECEIVE_WAIT_SECS", "1"),
+            ("LIVEVOTE_PROCESSOR_EXTEND_EVERY_SECS", "1"),
+            ("LIVEVOTE_PROCESSOR_EXTENSION_SECS", "5"),
+            ("LIVEVOTE_LOG", "info"),
+        ] {
+            env.push((k.to_string(), v.to_string()));
+        }
+        env
     }
 
     async fn stored(&self) -> i64 {

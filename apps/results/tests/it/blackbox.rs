@@ -1229,6 +1229,13 @@ async fn results_are_gzipped_for_clients_that_ask_and_streams_never_are() {
     assert_eq!(gzipped.status(), 200);
     assert_eq!(gzipped.headers()["content-encoding"], "gzip");
     assert!(
+        gzipped.headers()["vary"]
+            .to_str()
+            .unwrap()
+            .contains("accept-encoding"),
+        "caches keep the two forms apart"
+    );
+    assert!(
         gzipped.headers()["x-request-id"]
             .to_str()
             .is_ok_and(|v| !v.is_empty())

@@ -9,99 +9,43 @@
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::routing::get;
-use livevote_auth0::{DevIssuer, DevTokenClaims};
+use livevote_auth0::DevTokenClaims;
 use livevote_domain::{
     Ballot, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId,
 };
 use livevote_ports::{Claim, ClaimOutcome, ConfirmOutcome, LiveTallies, VoteDedup, VoteStore};
 use livevote_postgres::{PgVoteStore, StoreConfig};
-use livevote_redis::{RedisConfig, RedisStore};
-use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
-use livevote_testkit::{scratch_database, test_server_url};
+use livevote_testkit::backends::Backends;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 pub const ISS: &str = "https://livevote-results.test/";
-pub const AUD: &str = "https://api.livevote.test";
-
-pub fn sqs_endpoint() -> String {
-    std::env::var("LIVEVOTE_TEST_SQS_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("LIVEVOTE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
-}
-
-async fn serve(app: axum::Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
 
 /// A running `livevote-results`; killed on drop.
 pub type Results = livevote_testkit::ServiceProcess;
 
-/// The servers around one results instance.
+/// The servers around one results instance: the shared [`Backends`]
+/// (reached through `Deref`), the vote store and an HTTP client.
 pub struct Stack {
-    pub database_url: String,
+    pub backends: Backends,
     pub store: PgVoteStore,
-    pub redis: RedisStore,
-    pub redis_prefix: String,
-    pub queue: SqsQueue,
-    pub queue_name: String,
-    pub issuer: Arc<DevIssuer>,
-    pub jwks_addr: SocketAddr,
     pub http: reqwest::Client,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = Backends;
+    fn deref(&self) -> &Backends {
+        &self.backends
+    }
 }
 
 impl Stack {
     pub async fn new() -> Self {
-        let pool = scratch_database(&test_server_url(), 4)
-            .await
-            .expect("a test database (scripts/test.sh starts PostgreSQL)");
-        let db = pool.connect_options().get_database().unwrap().to_owned();
-        let server = test_server_url();
-        let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
-        let database_url = format!("{base}/{db}");
-        let redis_prefix = format!("lvtest-{}", uuid::Uuid::new_v4().simple());
-        let redis = RedisStore::connect(RedisConfig {
-            url: redis_url(),
-            key_prefix: redis_prefix.clone(),
-            ..RedisConfig::default()
-        })
-        .await
-        .expect("Redis reachable (scripts/test.sh starts it)");
-        let client = local_client(&sqs_endpoint());
-        let queue_name = format!("lvtest-{}", uuid::Uuid::new_v4().simple());
-        let config = create_queues(&client, &queue_name, QueueSettings::default())
-            .await
-            .expect("the local SQS endpoint (scripts/services.sh sqs)");
-        let queue = SqsQueue::new(client, config);
-        let issuer = Arc::new(DevIssuer::builtin(ISS, AUD));
-        let jwks = issuer.jwks_json().to_string();
-        let jwks_addr = serve(axum::Router::new().route(
-            "/.well-known/jwks.json",
-            get(move || {
-                let jwks = jwks.clone();
-                async move { ([("content-type", "application/json")], jwks) }
-            }),
-        ))
-        .await;
+        let backends = Backends::start(ISS).await;
         Self {
-            database_url,
-            store: PgVoteStore::new(pool, StoreConfig::default()),
-            redis,
-            redis_prefix,
-            queue,
-            queue_name,
-            issuer,
-            jwks_addr,
+            store: PgVoteStore::new(backends.pool.clone(), StoreConfig::default()),
+            backends,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -111,30 +55,13 @@ impl Stack {
 
     /// The environment of a results instance on this stack.
     pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("LIVEVOTE_RESULTS_LISTEN", "127.0.0.1:0".to_string()),
-            ("LIVEVOTE_DATABASE_URL", self.database_url.clone()),
-            ("LIVEVOTE_REDIS_URL", redis_url()),
-            ("LIVEVOTE_REDIS_PREFIX", self.redis_prefix.clone()),
-            ("LIVEVOTE_SQS_ENDPOINT", sqs_endpoint()),
-            ("LIVEVOTE_QUEUE_NAME", self.queue_name.clone()),
-            (
-                "LIVEVOTE_JWKS_URL",
-                format!("http://{}/.well-known/jwks.json", self.jwks_addr),
-            ),
-            ("LIVEVOTE_JWT_ISSUER", ISS.to_string()),
-            ("LIVEVOTE_JWT_AUDIENCE", AUD.to_string()),
-            (
-                "LIVEVOTE_LOG",
-                "info,livevote_results=debug,livevote_http=debug".to_string(),
-            ),
-            ("AWS_ACCESS_KEY_ID", "test".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+        let mut env = self.backends.env();
+        env.push(("LIVEVOTE_RESULTS_LISTEN".into(), "127.0.0.1:0".into()));
+        env.push((
+            "LIVEVOTE_LOG".into(),
+            "info,livevote_results=debug,livevote_http=debug".into(),
+        ));
+        env
     }
 
     /// Starts `livevote-results` on this stack, with `extra` variables.
