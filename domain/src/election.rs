@@ -294,15 +294,20 @@ fn check_candidates(candidates: &[Candidate]) -> Result<(), ElectionError> {
 }
 
 impl Election {
-    /// Builds a DRAFT election at version 1, minting candidate ids.
+    /// Builds a DRAFT election at version 1; each candidate gets the next id of `candidate_id` (the caller owns the id source: the domain reads no clock and no random numbers).
     ///
     /// # Errors
     /// Candidate count or name rules ([`ElectionError`]).
-    pub fn create(id: ElectionId, new: NewElection, now: Timestamp) -> Result<Self, ElectionError> {
+    pub fn create(
+        id: ElectionId,
+        new: NewElection,
+        now: Timestamp,
+        mut candidate_id: impl FnMut() -> CandidateId,
+    ) -> Result<Self, ElectionError> {
         let candidates: Vec<Candidate> = new
             .candidates
             .into_iter()
-            .map(|d| Candidate::new(CandidateId::generate(), d.name, d.party))
+            .map(|d| Candidate::new(candidate_id(), d.name, d.party))
             .collect();
         check_candidates(&candidates)?;
         Ok(Self {
@@ -559,7 +564,7 @@ impl Election {
         Ok(())
     }
 
-    /// Adds a candidate before voting starts and returns its new id.
+    /// Adds a candidate with id `id` before voting starts and returns that id.
     ///
     /// # Errors
     /// [`ElectionError::Locked`], too many candidates, or a duplicate name.
@@ -567,9 +572,10 @@ impl Election {
         &mut self,
         draft: CandidateDraft,
         now: Timestamp,
+        id: CandidateId,
     ) -> Result<CandidateId, ElectionError> {
         self.ensure_editable(now)?;
-        let candidate = Candidate::new(CandidateId::generate(), draft.name, draft.party);
+        let candidate = Candidate::new(id, draft.name, draft.party);
         let id = candidate.id;
         let mut next = self.candidates.clone();
         next.push(candidate);
@@ -652,7 +658,7 @@ pub(crate) mod tests {
             visibility: ResultsVisibility::Live,
             captcha_required: false,
         };
-        Election::create(ElectionId::generate(), new, at(-1000)).unwrap()
+        Election::create(ElectionId::generate(), new, at(-1000), CandidateId::generate).unwrap()
     }
 
     #[test]
@@ -674,22 +680,22 @@ pub(crate) mod tests {
             captcha_required: false,
         };
         assert_eq!(
-            Election::create(ElectionId::generate(), new.clone(), at(0)),
+            Election::create(ElectionId::generate(), new.clone(), at(0), CandidateId::generate),
             Err(ElectionError::TooFewCandidates { min: 2, count: 1 })
         );
         new.candidates = (0..101).map(|i| draft(&format!("C{i}"))).collect();
         assert_eq!(
-            Election::create(ElectionId::generate(), new.clone(), at(0)),
+            Election::create(ElectionId::generate(), new.clone(), at(0), CandidateId::generate),
             Err(ElectionError::TooManyCandidates { max: 100, count: 101 })
         );
         new.candidates = (0..100).map(|i| draft(&format!("C{i}"))).collect();
-        let e = Election::create(ElectionId::generate(), new.clone(), at(0)).unwrap();
+        let e = Election::create(ElectionId::generate(), new.clone(), at(0), CandidateId::generate).unwrap();
         assert_eq!(e.candidates().len(), 100);
         assert_eq!(e.stored_status(), ElectionStatus::Draft);
         assert_eq!(e.version(), 1);
         new.candidates = vec![draft("Alice"), draft("ALICE")];
         assert_eq!(
-            Election::create(ElectionId::generate(), new, at(0)),
+            Election::create(ElectionId::generate(), new, at(0), CandidateId::generate),
             Err(ElectionError::DuplicateCandidateName("ALICE".into()))
         );
     }
@@ -832,7 +838,9 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(e.title(), &title);
-        let added = e.add_candidate(draft("Late entry"), at(0)).unwrap();
+        let added = e
+            .add_candidate(draft("Late entry"), at(0), CandidateId::generate())
+            .unwrap();
         assert!(e.candidate(added).is_some());
         e.update_candidate(added, draft("Late Entry II"), at(0)).unwrap();
         e.remove_candidate(added, at(0)).unwrap();
@@ -855,7 +863,11 @@ pub(crate) mod tests {
             status: ElectionStatus::Active,
         });
         assert_eq!(e.edit(ElectionEdit::default(), at(100)), locked);
-        assert_eq!(e.add_candidate(draft("Too late"), at(100)).map(|_| ()), locked);
+        assert_eq!(
+            e.add_candidate(draft("Too late"), at(100), CandidateId::generate())
+                .map(|_| ()),
+            locked
+        );
         let first = e.candidates()[0].id();
         assert_eq!(e.update_candidate(first, draft("X"), at(100)), locked);
         assert_eq!(e.remove_candidate(first, at(100)), locked);

@@ -2,8 +2,11 @@
 //!
 //! Everything here is valid by construction: a value of a type in this crate has
 //! passed its checks, so code that holds one never re-validates it. Time always
-//! comes in as an argument (`now`), never from a clock, so every rule is a pure
-//! function that tests can drive to any instant.
+//! comes in as an argument (`now`), never from a clock, and so do new ids (a
+//! vote's id, an election's, the source of its candidates' ids), so every rule
+//! is a pure function that tests can drive to any instant. The `generate()`
+//! constructors of the id types are for the callers, which own the clock and
+//! the random numbers; no rule calls them.
 
 pub mod election;
 pub mod ids;

@@ -46,7 +46,13 @@ pub async fn active_election<A: ElectionAdmin>(
 ) -> Election {
     let mut new = new_election("Live Final", names, now - Duration::minutes(1), now + length);
     customise(&mut new);
-    let mut election = Election::create(ElectionId::generate(), new, now).expect("valid election");
+    let mut election = Election::create(
+        ElectionId::generate(),
+        new,
+        now,
+        livevote_domain::CandidateId::generate,
+    )
+    .expect("valid election");
     admin
         .create(&election, &operator(), now)
         .await

@@ -414,7 +414,13 @@ mod tests {
             visibility: ResultsVisibility::Live,
             captcha_required: false,
         };
-        Election::create(ElectionId::generate(), new, now).unwrap()
+        Election::create(
+            ElectionId::generate(),
+            new,
+            now,
+            livevote_domain::CandidateId::generate,
+        )
+        .unwrap()
     }
 
     fn vote(e: &Election, voter: &str, candidate: usize) -> VoteRecord {

@@ -393,7 +393,13 @@ mod tests {
     fn an_election_round_trips_through_its_hash_fields() {
         let now = Utc::now();
         let new = new_election("Final", &["Ada", "Grace", "Linus"], now, now + Duration::hours(1));
-        let e = Election::create(ElectionId::generate(), new, now).unwrap();
+        let e = Election::create(
+            ElectionId::generate(),
+            new,
+            now,
+            livevote_domain::CandidateId::generate,
+        )
+        .unwrap();
         let fields: HashMap<String, String> = encode_election(&e).into_iter().collect();
         assert_eq!(decode_election(&fields).unwrap(), e);
     }
@@ -402,7 +408,13 @@ mod tests {
     fn a_cached_hash_missing_a_field_is_an_error() {
         let now = Utc::now();
         let new = new_election("Final", &["Ada", "Grace"], now, now + Duration::hours(1));
-        let e = Election::create(ElectionId::generate(), new, now).unwrap();
+        let e = Election::create(
+            ElectionId::generate(),
+            new,
+            now,
+            livevote_domain::CandidateId::generate,
+        )
+        .unwrap();
         let mut fields: HashMap<String, String> = encode_election(&e).into_iter().collect();
         fields.remove("c1.name");
         assert!(decode_election(&fields).is_err());

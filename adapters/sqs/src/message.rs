@@ -180,6 +180,7 @@ mod tests {
             ElectionId::generate(),
             new_election("Final", &["A", "B"], now, now + Duration::hours(1)),
             now,
+            livevote_domain::CandidateId::generate,
         )
         .unwrap()
     }

@@ -133,7 +133,13 @@ mod tests {
             now - ChronoDuration::minutes(1),
             now + ChronoDuration::hours(1),
         );
-        let e = Election::create(ElectionId::generate(), new, now).unwrap();
+        let e = Election::create(
+            ElectionId::generate(),
+            new,
+            now,
+            livevote_domain::CandidateId::generate,
+        )
+        .unwrap();
         db.create(&e, &ActorId::parse("admin").unwrap(), now)
             .await
             .unwrap();

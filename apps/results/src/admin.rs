@@ -90,8 +90,13 @@ where
     /// [`AdminServiceError`].
     pub async fn create(&self, actor: &ActorId, new: NewElection) -> Result<Election, AdminServiceError> {
         let now = self.clock.now();
-        let election =
-            Election::create(ElectionId::generate(), new, now).map_err(AdminServiceError::Rejected)?;
+        let election = Election::create(
+            ElectionId::generate(),
+            new,
+            now,
+            livevote_domain::CandidateId::generate,
+        )
+        .map_err(AdminServiceError::Rejected)?;
         self.store.create(&election, actor, now).await?;
         tracing::info!(
             election_id = %election.id(),
@@ -234,7 +239,7 @@ where
                 AdminAction::CandidateAdded,
                 ChangeKind::Edited,
                 |e, now| {
-                    let candidate = e.add_candidate(draft, now)?;
+                    let candidate = e.add_candidate(draft, now, livevote_domain::CandidateId::generate())?;
                     added = Some(candidate);
                     Ok(format!("added candidate {candidate} ({name})"))
                 },

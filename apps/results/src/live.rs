@@ -268,6 +268,7 @@ mod tests {
                 now + chrono::Duration::hours(1),
             ),
             now,
+            livevote_domain::CandidateId::generate,
         )
         .unwrap();
         let reads = Arc::new(AtomicU64::new(0));

@@ -229,7 +229,12 @@ async fn new_election_in(admin: &PgElections, title: &str) -> anyhow::Result<Ele
         now,
         now + chrono::Duration::hours(1),
     );
-    let election = Election::create(ElectionId::generate(), new, now)?;
+    let election = Election::create(
+        ElectionId::generate(),
+        new,
+        now,
+        livevote_domain::CandidateId::generate,
+    )?;
     admin.create(&election, &operator(), now).await?;
     Ok(election)
 }
@@ -414,6 +419,7 @@ async fn redis(o: Options) -> anyhow::Result<f64> {
             now + chrono::Duration::hours(1),
         ),
         now,
+        livevote_domain::CandidateId::generate,
     )?;
     let claims: Vec<livevote_ports::Claim> = (0..o.pairs)
         .map(|i| livevote_ports::Claim {

@@ -19,7 +19,13 @@ fn sample(title: &str, offset_hours: i64) -> Election {
         start,
         start + Duration::hours(2),
     );
-    Election::create(ElectionId::generate(), new, now).unwrap()
+    Election::create(
+        ElectionId::generate(),
+        new,
+        now,
+        livevote_domain::CandidateId::generate,
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -53,6 +59,7 @@ async fn updates_bump_the_version_keep_candidates_in_order_and_are_audited() {
                 party: None,
             },
             now,
+            livevote_domain::CandidateId::generate(),
         )
         .unwrap();
     let removed = e.candidates()[0].id();

@@ -52,7 +52,13 @@ async fn setup() -> (PgVoteStore, Election) {
         now - Duration::minutes(1),
         now + Duration::hours(1),
     );
-    let election = Election::create(ElectionId::generate(), new, now).unwrap();
+    let election = Election::create(
+        ElectionId::generate(),
+        new,
+        now,
+        livevote_domain::CandidateId::generate,
+    )
+    .unwrap();
     insert_election(&pool, &election).await;
     (PgVoteStore::new(pool, StoreConfig::default()), election)
 }

@@ -509,6 +509,7 @@ mod tests {
             ElectionId::generate(),
             new_election("Final", &["A", "B"], now, now + ChronoDuration::hours(1)),
             now,
+            livevote_domain::CandidateId::generate,
         )
         .unwrap();
         let votes: Vec<VoteRecord> = (0..1000)

@@ -54,6 +54,7 @@ fn encoded_messages_have_exactly_the_schema_shape() {
         ElectionId::generate(),
         new_election("Contract", &["A", "B"], now, now + Duration::hours(1)),
         now,
+        livevote_domain::CandidateId::generate,
     )
     .unwrap();
     let votes = vec![
@@ -114,6 +115,7 @@ fn every_encoded_message_is_valid_against_the_committed_schema_and_the_decoder_a
         ElectionId::generate(),
         new_election("Validated", &["A", "B", "C"], now, now + Duration::hours(1)),
         now,
+        livevote_domain::CandidateId::generate,
     )
     .unwrap();
     let voters = [

@@ -69,6 +69,7 @@ fn votes(n: usize) -> Vec<VoteRecord> {
         ElectionId::generate(),
         new_election("Partial", &["A", "B"], now, now + ChronoDuration::hours(1)),
         now,
+        livevote_domain::CandidateId::generate,
     )
     .unwrap();
     (0..n)

@@ -54,6 +54,7 @@ fn election() -> Election {
             now + ChronoDuration::hours(1),
         ),
         now,
+        livevote_domain::CandidateId::generate,
     )
     .unwrap()
 }

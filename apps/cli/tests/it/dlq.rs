@@ -31,7 +31,13 @@ fn run(queue_name: &str, args: &[&str]) -> (bool, String) {
 fn election() -> Election {
     let now = Utc::now();
     let new = new_election("DLQ", &["A", "B"], now, now + chrono::Duration::hours(1));
-    Election::create(ElectionId::generate(), new, now).unwrap()
+    Election::create(
+        ElectionId::generate(),
+        new,
+        now,
+        livevote_domain::CandidateId::generate,
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -179,6 +179,7 @@ async fn every_status_code_of_the_contract_from_real_requests() {
             now + chrono::Duration::hours(1),
         ),
         now,
+        livevote_domain::CandidateId::generate,
     )
     .unwrap();
     stack
