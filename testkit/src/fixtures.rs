@@ -7,6 +7,20 @@ use livevote_domain::{
 };
 use livevote_ports::{AdminAction, ElectionAdmin};
 
+/// `new` as a DRAFT election with fresh election and candidate ids.
+///
+/// # Panics
+/// When the domain refuses `new`: fixtures are meant to be valid.
+pub fn create(new: NewElection, now: Timestamp) -> livevote_domain::Election {
+    livevote_domain::Election::create(
+        livevote_domain::ElectionId::generate(),
+        new,
+        now,
+        livevote_domain::CandidateId::generate,
+    )
+    .expect("a valid election")
+}
+
 /// A request for an election with candidates named `names`, voting in `[start, end)`.
 ///
 /// # Panics

@@ -414,13 +414,7 @@ mod tests {
             visibility: ResultsVisibility::Live,
             captcha_required: false,
         };
-        Election::create(
-            ElectionId::generate(),
-            new,
-            now,
-            livevote_domain::CandidateId::generate,
-        )
-        .unwrap()
+        livevote_testkit::fixtures::create(new, now)
     }
 
     fn vote(e: &Election, voter: &str, candidate: usize) -> VoteRecord {

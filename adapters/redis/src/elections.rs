@@ -393,13 +393,7 @@ mod tests {
     fn an_election_round_trips_through_its_hash_fields() {
         let now = Utc::now();
         let new = new_election("Final", &["Ada", "Grace", "Linus"], now, now + Duration::hours(1));
-        let e = Election::create(
-            ElectionId::generate(),
-            new,
-            now,
-            livevote_domain::CandidateId::generate,
-        )
-        .unwrap();
+        let e = livevote_testkit::fixtures::create(new, now);
         let fields: HashMap<String, String> = encode_election(&e).into_iter().collect();
         assert_eq!(decode_election(&fields).unwrap(), e);
     }
@@ -408,13 +402,7 @@ mod tests {
     fn a_cached_hash_missing_a_field_is_an_error() {
         let now = Utc::now();
         let new = new_election("Final", &["Ada", "Grace"], now, now + Duration::hours(1));
-        let e = Election::create(
-            ElectionId::generate(),
-            new,
-            now,
-            livevote_domain::CandidateId::generate,
-        )
-        .unwrap();
+        let e = livevote_testkit::fixtures::create(new, now);
         let mut fields: HashMap<String, String> = encode_election(&e).into_iter().collect();
         fields.remove("c1.name");
         assert!(decode_election(&fields).is_err());

@@ -133,13 +133,7 @@ mod tests {
             now - ChronoDuration::minutes(1),
             now + ChronoDuration::hours(1),
         );
-        let e = Election::create(
-            ElectionId::generate(),
-            new,
-            now,
-            livevote_domain::CandidateId::generate,
-        )
-        .unwrap();
+        let e = livevote_testkit::fixtures::create(new, now);
         db.create(&e, &ActorId::parse("admin").unwrap(), now)
             .await
             .unwrap();

@@ -19,13 +19,7 @@ fn sample(title: &str, offset_hours: i64) -> Election {
         start,
         start + Duration::hours(2),
     );
-    Election::create(
-        ElectionId::generate(),
-        new,
-        now,
-        livevote_domain::CandidateId::generate,
-    )
-    .unwrap()
+    livevote_testkit::fixtures::create(new, now)
 }
 
 #[tokio::test]

@@ -52,13 +52,7 @@ async fn setup() -> (PgVoteStore, Election) {
         now - Duration::minutes(1),
         now + Duration::hours(1),
     );
-    let election = Election::create(
-        ElectionId::generate(),
-        new,
-        now,
-        livevote_domain::CandidateId::generate,
-    )
-    .unwrap();
+    let election = livevote_testkit::fixtures::create(new, now);
     insert_election(&pool, &election).await;
     (PgVoteStore::new(pool, StoreConfig::default()), election)
 }

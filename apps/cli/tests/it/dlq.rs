@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use chrono::Utc;
-use livevote_domain::{Election, ElectionId};
+use livevote_domain::Election;
 use livevote_ports::QueueInspector;
 use livevote_sqs::{QueueSettings, SqsQueue, create_queues, local_client};
 use livevote_testkit::fixtures::{new_election, record};
@@ -31,13 +31,7 @@ fn run(queue_name: &str, args: &[&str]) -> (bool, String) {
 fn election() -> Election {
     let now = Utc::now();
     let new = new_election("DLQ", &["A", "B"], now, now + chrono::Duration::hours(1));
-    Election::create(
-        ElectionId::generate(),
-        new,
-        now,
-        livevote_domain::CandidateId::generate,
-    )
-    .unwrap()
+    livevote_testkit::fixtures::create(new, now)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
