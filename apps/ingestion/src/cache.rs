@@ -140,6 +140,16 @@ mod tests {
         (db, e)
     }
 
+    /// Moves `e` to SCHEDULED in the store, behind the cache's back.
+    async fn schedule(db: &MemoryDatabase, e: &Election) {
+        let mut loaded = db.load(e.id()).await.unwrap();
+        loaded.schedule(Utc::now()).unwrap();
+        let admin = ActorId::parse("admin").unwrap();
+        db.update(&loaded, AdminAction::Scheduled, &admin, "", Utc::now())
+            .await
+            .unwrap();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_misses_make_one_catalog_read() {
         let (db, e) = setup().await;
@@ -191,12 +201,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let cached = cache.get(e.id()).await.unwrap().unwrap();
         assert_eq!(cached.stored_status(), livevote_domain::ElectionStatus::Draft);
-        let mut loaded = db.load(e.id()).await.unwrap();
-        loaded.schedule(Utc::now()).unwrap();
-        let admin = ActorId::parse("admin").unwrap();
-        db.update(&loaded, AdminAction::Scheduled, &admin, "", Utc::now())
-            .await
-            .unwrap();
+        schedule(&db, &e).await;
         bus.announce(e.id(), ChangeKind::Scheduled).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         let seen = cache.get(e.id()).await.unwrap().unwrap();
@@ -221,12 +226,7 @@ mod tests {
         );
         let before = cache.get(e.id()).await.unwrap().unwrap();
         assert_eq!(before.stored_status(), livevote_domain::ElectionStatus::Draft);
-        let mut loaded = db.load(e.id()).await.unwrap();
-        loaded.schedule(Utc::now()).unwrap();
-        let admin = ActorId::parse("admin").unwrap();
-        db.update(&loaded, AdminAction::Scheduled, &admin, "", Utc::now())
-            .await
-            .unwrap();
+        schedule(&db, &e).await;
         // Nobody announced the change: the copy is served until it is max_age old, then read again.
         let soon = cache.get(e.id()).await.unwrap().unwrap();
         assert_eq!(soon.stored_status(), livevote_domain::ElectionStatus::Draft);

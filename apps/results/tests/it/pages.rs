@@ -18,6 +18,14 @@ async fn cell(browser: &Browser, election: &str, field: &str) -> String {
         .await
 }
 
+/// How the badge looks on screen: its computed background colour and border style.
+async fn badge_look(browser: &Browser) -> (String, String) {
+    (
+        browser.style("#badge", "background-color").await,
+        browser.style("#badge", "border-top-style").await,
+    )
+}
+
 /// Attribute `name` of the page's `<body>`, where the pages mirror their state.
 async fn body(browser: &Browser, name: &str) -> Option<String> {
     browser.attr("body", name).await
@@ -340,10 +348,7 @@ async fn the_overlay_crowns_the_leader_by_votes_shows_ties_and_tells_cancelled_f
         Some("badge active")
     );
     assert_eq!(browser.text("#badge").await, "LIVE");
-    let live_look = (
-        browser.style("#badge", "background-color").await,
-        browser.style("#badge", "border-top-style").await,
-    );
+    let live_look = badge_look(&browser).await;
 
     // A tie at the top is shown as a tie: both lead, both marked tied.
     s.set_live_counts(
@@ -385,10 +390,7 @@ async fn the_overlay_crowns_the_leader_by_votes_shows_ties_and_tells_cancelled_f
         Some("badge cancelled")
     );
     assert_eq!(browser.text("#badge").await, "CANCELLED");
-    let cancelled_look = (
-        browser.style("#badge", "background-color").await,
-        browser.style("#badge", "border-top-style").await,
-    );
+    let cancelled_look = badge_look(&browser).await;
     assert_ne!(cancelled_look, live_look, "CANCELLED and LIVE look different");
     browser.close().await;
 }
