@@ -15,6 +15,10 @@
 //! - Keys are cached in memory. An unknown `kid` triggers one refetch, at most
 //!   once per `refetch_interval` (single flight: concurrent requests wait for
 //!   the same fetch). When the JWKS endpoint is down, cached keys keep working.
+//! - Each RSA key is parsed once, when the JWKS is loaded, and kept ready to
+//!   verify (aws-lc-rs); a token costs one signature check and one JSON parse
+//!   of its claims, read only after the signature verified. `aud` may be one
+//!   string or a list that names this API.
 //!
 //! [`DevIssuer`] signs tokens with a key pair of its own and serves the
 //! matching JWKS document. It exists for the local stack and the tests; a

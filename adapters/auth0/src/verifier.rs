@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use jsonwebtoken::errors::ErrorKind;
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use livevote_domain::VoterId;
 use livevote_ports::{Permission, Principal, TokenError, TokenVerifier};
 use serde::Deserialize;
@@ -54,14 +56,40 @@ const MAX_LEEWAY: Duration = Duration::from_secs(30);
 /// The default cap on a token's lifetime: a day.
 pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(86_400);
 
+/// The claims read from a token whose signature verified. Every registered
+/// claim is optional here so that a missing one is named in the refusal.
 #[derive(Debug, Deserialize)]
 struct Claims {
-    sub: String,
-    exp: u64,
+    sub: Option<String>,
+    iss: Option<String>,
+    aud: Option<Audience>,
+    exp: Option<u64>,
+    nbf: Option<u64>,
     iat: Option<u64>,
     #[serde(default)]
     permissions: Vec<String>,
 }
+
+/// `aud` is one string or a list of strings (RFC 7519, section 4.1.3).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn includes(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(a) => a == audience,
+            Audience::Many(list) => list.iter().any(|a| a == audience),
+        }
+    }
+}
+
+/// A JWKS key ready to verify: the RSA key is parsed once, when the JWKS
+/// is loaded, instead of once per token (issue 20: a few microseconds a vote).
+type VerifyingKey = Arc<ParsedPublicKey>;
 
 #[derive(Debug, Deserialize)]
 struct JwksDocument {
@@ -77,8 +105,9 @@ struct FetchState {
 struct Inner {
     config: JwksConfig,
     http: reqwest::Client,
-    validation: Validation,
-    keys: RwLock<Arc<HashMap<String, DecodingKey>>>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    leeway: u64,
+    keys: RwLock<Arc<HashMap<String, VerifyingKey>>>,
     /// Held by the one task fetching: single flight.
     fetch: tokio::sync::Mutex<FetchState>,
 }
@@ -109,21 +138,12 @@ impl JwksVerifier {
             .timeout(config.fetch_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&[config.issuer.as_str()]);
-        validation.set_audience(&[config.audience.as_str()]);
-        if config.max_lifetime.is_some() {
-            validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud"]);
-        } else {
-            validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
-        }
-        validation.validate_nbf = true;
-        validation.leeway = config.leeway.min(MAX_LEEWAY).as_secs();
+        let leeway = config.leeway.min(MAX_LEEWAY).as_secs();
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 http,
-                validation,
+                leeway,
                 keys: RwLock::default(),
                 fetch: tokio::sync::Mutex::default(),
             }),
@@ -185,7 +205,7 @@ impl JwksVerifier {
         }
     }
 
-    async fn fetch_keys(&self) -> Result<HashMap<String, DecodingKey>, String> {
+    async fn fetch_keys(&self) -> Result<HashMap<String, VerifyingKey>, String> {
         let url = &self.inner.config.jwks_url;
         let response = self
             .inner
@@ -203,13 +223,13 @@ impl JwksVerifier {
         Ok(usable_keys(document))
     }
 
-    fn cached(&self, kid: &str) -> Option<DecodingKey> {
+    fn cached(&self, kid: &str) -> Option<VerifyingKey> {
         self.inner.keys.read().expect("jwks lock").get(kid).cloned()
     }
 
     /// The key for `kid`, fetching the JWKS once if it is unknown and the
     /// last fetch is old enough.
-    async fn key_for(&self, kid: &str) -> Result<DecodingKey, TokenError> {
+    async fn key_for(&self, kid: &str) -> Result<VerifyingKey, TokenError> {
         if let Some(key) = self.cached(kid) {
             return Ok(key);
         }
@@ -245,20 +265,19 @@ impl JwksVerifier {
 impl JwksVerifier {
     /// The lifetime cap: `iat` present, not ahead of the clock, and `exp`
     /// at most the cap after it.
-    fn check_lifetime(&self, claims: &Claims) -> Result<(), TokenError> {
+    fn check_lifetime(&self, claims: &Claims, exp: u64, now: u64) -> Result<(), TokenError> {
         let Some(max) = self.inner.config.max_lifetime else {
             return Ok(());
         };
         let iat = claims
             .iat
             .ok_or_else(|| TokenError::Invalid("token has no iat (issued-at) claim".into()))?;
-        let now = jsonwebtoken::get_current_timestamp();
-        if iat > now.saturating_add(self.inner.validation.leeway) {
+        if iat > now.saturating_add(self.inner.leeway) {
             return Err(TokenError::Invalid(format!(
                 "token issued in the future (iat {iat}, now {now})"
             )));
         }
-        let lifetime = claims.exp.saturating_sub(iat);
+        let lifetime = exp.saturating_sub(iat);
         if lifetime > max.as_secs() {
             return Err(TokenError::Invalid(format!(
                 "token lifetime of {lifetime} s exceeds the maximum of {} s",
@@ -269,9 +288,50 @@ impl JwksVerifier {
     }
 }
 
+impl JwksVerifier {
+    /// The registered claims, by the rules of the crate docs; returns the
+    /// subject. `exp`, `sub`, `iss` and `aud` are required; `nbf` is checked
+    /// when present; each time with the leeway.
+    fn check_claims(&self, claims: &mut Claims) -> Result<String, TokenError> {
+        let missing = |name: &str| TokenError::Invalid(format!("token has no {name} claim"));
+        let config = &self.inner.config;
+        let exp = claims.exp.ok_or_else(|| missing("exp"))?;
+        let sub = claims.sub.take().ok_or_else(|| missing("sub"))?;
+        match &claims.iss {
+            None => return Err(missing("iss")),
+            Some(iss) if *iss != config.issuer => {
+                return Err(TokenError::Invalid(format!(
+                    "token issued by {iss:?}, not by this issuer"
+                )));
+            }
+            Some(_) => {}
+        }
+        match &claims.aud {
+            None => return Err(missing("aud")),
+            Some(aud) if !aud.includes(&config.audience) => {
+                return Err(TokenError::Invalid("token is meant for another audience".into()));
+            }
+            Some(_) => {}
+        }
+        let now = jsonwebtoken::get_current_timestamp();
+        if exp.saturating_add(self.inner.leeway) < now {
+            return Err(TokenError::Expired);
+        }
+        if let Some(nbf) = claims.nbf
+            && nbf > now.saturating_add(self.inner.leeway)
+        {
+            return Err(TokenError::Invalid(format!(
+                "token not valid before {nbf} (now {now})"
+            )));
+        }
+        self.check_lifetime(claims, exp, now)?;
+        Ok(sub)
+    }
+}
+
 /// The RSA signing keys of a JWKS document, by key id. Keys for another use
 /// or algorithm, and keys that do not parse, are skipped.
-fn usable_keys(document: JwksDocument) -> HashMap<String, DecodingKey> {
+fn usable_keys(document: JwksDocument) -> HashMap<String, VerifyingKey> {
     let mut keys = HashMap::new();
     for value in document.keys {
         let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
@@ -282,11 +342,18 @@ fn usable_keys(document: JwksDocument) -> HashMap<String, DecodingKey> {
         };
         let signing = matches!(jwk.common.public_key_use, None | Some(PublicKeyUse::Signature));
         let rs256 = matches!(jwk.common.key_algorithm, None | Some(KeyAlgorithm::RS256));
-        if !signing || !rs256 || !matches!(jwk.algorithm, AlgorithmParameters::RSA(_)) {
+        let AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
+            continue;
+        };
+        if !signing || !rs256 {
             continue;
         }
-        if let Ok(key) = DecodingKey::from_jwk(&jwk) {
-            keys.insert(kid, key);
+        let (Ok(n), Ok(e)) = (URL_SAFE_NO_PAD.decode(&rsa.n), URL_SAFE_NO_PAD.decode(&rsa.e)) else {
+            continue;
+        };
+        let components = RsaPublicKeyComponents { n: &n[..], e: &e[..] };
+        if let Ok(key) = components.to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256) {
+            keys.insert(kid, Arc::new(key));
         }
     }
     keys
@@ -294,8 +361,14 @@ fn usable_keys(document: JwksDocument) -> HashMap<String, DecodingKey> {
 
 impl TokenVerifier for JwksVerifier {
     async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| TokenError::Invalid(format!("malformed token: {e}")))?;
+        let malformed = |what: &str| TokenError::Invalid(format!("malformed token: {what}"));
+        let mut parts = token.split('.');
+        let (Some(_), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed("not three dot-separated parts"));
+        };
+        let header = jsonwebtoken::decode_header(token).map_err(|e| malformed(&e.to_string()))?;
         // The algorithm is ours to choose; the header only has to agree.
         if header.alg != Algorithm::RS256 {
             return Err(TokenError::Invalid(format!(
@@ -312,18 +385,22 @@ impl TokenVerifier for JwksVerifier {
             .kid
             .ok_or_else(|| TokenError::Invalid("token has no key id".into()))?;
         let key = self.key_for(&kid).await?;
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &key, &self.inner.validation).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => TokenError::Expired,
-                    _ => TokenError::Invalid(e.to_string()),
-                }
-            })?;
-        self.check_lifetime(&data.claims)?;
-        let subject =
-            VoterId::parse(data.claims.sub).map_err(|e| TokenError::Invalid(format!("unusable sub: {e}")))?;
-        let permissions = data
-            .claims
+        // The signature covers the first two parts as sent (RFC 7515, section 5.2).
+        let signed = &token[..token.len() - signature.len() - 1];
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| malformed("the signature is not base64url"))?;
+        key.verify_sig(signed.as_bytes(), &signature)
+            .map_err(|_| TokenError::Invalid("the signature does not verify".into()))?;
+        // Only a token whose signature verified is read further.
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| malformed("the claims are not base64url"))?;
+        let mut claims: Claims =
+            serde_json::from_slice(&payload).map_err(|e| malformed(&format!("claims: {e}")))?;
+        let sub = self.check_claims(&mut claims)?;
+        let subject = VoterId::parse(sub).map_err(|e| TokenError::Invalid(format!("unusable sub: {e}")))?;
+        let permissions = claims
             .permissions
             .iter()
             .filter_map(|p| Permission::parse(p))

@@ -140,6 +140,29 @@ async fn wrong_issuer_audience_and_future_nbf_are_refused() {
 }
 
 #[tokio::test]
+async fn an_audience_list_must_name_this_api_and_other_claim_types_are_refused() {
+    let s = setup().await;
+    // Auth0 sends a list when the token is also good for /userinfo.
+    let mut c = claims("auth0|listed");
+    c["aud"] = json!(["https://tenant.example/userinfo", AUD]);
+    let token = s.issuer.sign(s.issuer.header(), &c);
+    assert_eq!(
+        s.verifier.verify(&token).await.unwrap().subject.as_str(),
+        "auth0|listed"
+    );
+    for aud in [json!(["https://another-api.example"]), json!([]), json!(42)] {
+        c["aud"] = aud.clone();
+        let token = s.issuer.sign(s.issuer.header(), &c);
+        invalid(s.verifier.verify(&token).await);
+    }
+    // A numeric claim written as a string is not a number.
+    let mut c = claims("auth0|stringly");
+    c["exp"] = json!((now() + 600).to_string());
+    let token = s.issuer.sign(s.issuer.header(), &c);
+    invalid(s.verifier.verify(&token).await);
+}
+
+#[tokio::test]
 async fn missing_required_claims_are_refused() {
     let s = setup().await;
     for field in ["iss", "aud", "exp", "sub"] {

@@ -167,7 +167,8 @@ fn no_control(field: &'static str, value: &str) -> Result<(), ApiError> {
 }
 
 /// Parses the body into the domain's words, or says precisely what is wrong.
-fn parse_vote(bytes: &[u8]) -> Result<(ElectionId, CandidateId, Option<String>), ApiError> {
+/// Public for the hot-path benchmarks (`loadtests/benches/hot_paths.rs`).
+pub fn parse_vote(bytes: &[u8]) -> Result<(ElectionId, CandidateId, Option<String>), ApiError> {
     let request: VoteRequest = serde_json::from_slice(bytes).map_err(|e| {
         let text = e.to_string();
         if text.contains("unknown field") && text.to_ascii_lowercase().contains("voter") {
