@@ -3,26 +3,50 @@
 use std::collections::HashMap;
 
 use anyhow::{Context, anyhow};
-use fred::prelude::{HashesInterface, KeysInterface};
+use fred::prelude::{Error as FredError, HashesInterface, KeysInterface, Pool};
 use fred::types::scripts::Script;
-use fred::types::{Expiration, SetOptions};
 use livevote_domain::{CandidateCount, CandidateId, ElectionId, IdempotencyKey, VoteId, VoterId};
 use livevote_ports::{
     Claim, ClaimOutcome, ClaimState, ConfirmOutcome, DedupError, ExistingClaim, LiveTallies, VoteDedup,
 };
 
-use crate::{RedisStore, format_time, parse_time, to_dedup_error};
+use crate::batch::{BatchError, BatchLimits, Batcher};
+use crate::{RedisConfig, RedisStore, format_time, parse_time, to_dedup_error};
 
-/// Confirm: pending -> accepted plus the tally bump, only for the claim's own vote.
-/// KEYS: claim, tally shard. ARGV: vote id, candidate id, accepted TTL in ms.
-/// Returns 2 (confirmed now), 1 (already confirmed by this vote), 0 (not this vote's).
-pub const CONFIRM_LUA: &str = r"
-local v = redis.call('GET', KEYS[1])
-if not v or string.sub(v, 3, 38) ~= ARGV[1] then return 0 end
-if string.sub(v, 1, 1) == 'A' then return 1 end
-redis.call('SET', KEYS[1], 'A' .. string.sub(v, 2), 'PX', ARGV[3])
-redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
-return 2
+/// Claim many: for each claim key, `SET NX PX GET` as one atomic step.
+/// KEYS: claim keys. ARGV: pending TTL in ms, then one claim value per key.
+/// Returns one string per key: empty when the claim was made, else the
+/// existing claim's value (left untouched).
+pub const CLAIM_MANY_LUA: &str = r"
+local out = {}
+for i = 1, #KEYS do
+  out[i] = redis.call('SET', KEYS[i], ARGV[i + 1], 'NX', 'PX', ARGV[1], 'GET') or ''
+end
+return out
+";
+
+/// Confirm many: for each claim, pending -> accepted plus the tally bump,
+/// only for the claim's own vote, each claim in one atomic step.
+/// KEYS: claim, tally shard, claim, tally shard, ... ARGV: accepted TTL in ms,
+/// then vote id, candidate id per claim. Returns one number per claim:
+/// 2 (confirmed now), 1 (already confirmed by this vote), 0 (not this vote's).
+pub const CONFIRM_MANY_LUA: &str = r"
+local out = {}
+for i = 1, #KEYS / 2 do
+  local claim = KEYS[2 * i - 1]
+  local id = ARGV[2 * i]
+  local v = redis.call('GET', claim)
+  if not v or string.sub(v, 3, 38) ~= id then
+    out[i] = 0
+  elseif string.sub(v, 1, 1) == 'A' then
+    out[i] = 1
+  else
+    redis.call('SET', claim, 'A' .. string.sub(v, 2), 'PX', ARGV[1])
+    redis.call('HINCRBY', KEYS[2 * i], ARGV[2 * i + 1], 1)
+    out[i] = 2
+  end
+end
+return out
 ";
 
 /// Release: delete the claim only while it is pending and this vote's.
@@ -44,10 +68,9 @@ if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
 return #ARGV / 2
 ";
 
-/// The three scripts, loaded once per process and run by SHA-1.
+/// The scripts, loaded once per process and run by SHA-1.
 #[derive(Debug, Clone)]
 pub(crate) struct Scripts {
-    confirm: Script,
     release: Script,
     replace: Script,
 }
@@ -55,14 +78,117 @@ pub(crate) struct Scripts {
 impl Default for Scripts {
     fn default() -> Self {
         Self {
-            confirm: Script::from_lua(CONFIRM_LUA),
             release: Script::from_lua(RELEASE_LUA),
             replace: Script::from_lua(REPLACE_LUA),
         }
     }
 }
 
-fn encode_claim(state: ClaimState, claim: &Claim) -> String {
+/// One claim on its way to [`CLAIM_MANY_LUA`]: key and value.
+pub(crate) struct ClaimItem {
+    key: String,
+    value: String,
+}
+
+/// One confirm on its way to [`CONFIRM_MANY_LUA`].
+pub(crate) struct ConfirmItem {
+    claim_key: String,
+    tally_key: String,
+    vote_id: String,
+    candidate: String,
+}
+
+/// A claim's answer: `None` when made, else the existing claim's value.
+pub(crate) type ClaimBatcher = Batcher<ClaimItem, Option<String>, FredError>;
+/// A confirm's answer: the script's 0, 1 or 2.
+pub(crate) type ConfirmBatcher = Batcher<ConfirmItem, i64, FredError>;
+
+/// Starts the claim and confirm batchers over `pool` (crate docs, "Batching").
+pub(crate) fn start_batchers(
+    pool: &Pool,
+    config: &RedisConfig,
+    clustered: bool,
+) -> (ClaimBatcher, ConfirmBatcher) {
+    let limits = BatchLimits {
+        queue: 8192,
+        max_batch: config.max_batch,
+        in_flight: config.pool_size,
+    };
+    // In a cluster every script must stay in one hash slot: one group per
+    // `{e:E:S}` tag. A single server takes any keys in one call.
+    let tag = move |key: &str| {
+        clustered
+            .then(|| {
+                key.split_once('{')
+                    .and_then(|(_, rest)| rest.split_once('}'))
+                    .map(|(tag, _)| tag.to_owned())
+            })
+            .flatten()
+    };
+    let claims = {
+        let (pool, script, ttl) = (
+            pool.clone(),
+            Script::from_lua(CLAIM_MANY_LUA),
+            millis(config.pending_ttl),
+        );
+        Batcher::start(
+            limits,
+            move |item: &ClaimItem| tag(&item.key),
+            move |items: Vec<ClaimItem>| {
+                let (pool, script) = (pool.clone(), script.clone());
+                async move {
+                    let mut keys = Vec::with_capacity(items.len());
+                    let mut args = Vec::with_capacity(items.len() + 1);
+                    args.push(ttl.to_string());
+                    for item in items {
+                        keys.push(item.key);
+                        args.push(item.value);
+                    }
+                    let answers: Vec<String> = script.evalsha_with_reload(pool.next(), keys, args).await?;
+                    Ok(answers
+                        .into_iter()
+                        .map(|a| (!a.is_empty()).then_some(a))
+                        .collect())
+                }
+            },
+        )
+    };
+    let confirms = {
+        let (pool, script, ttl) = (
+            pool.clone(),
+            Script::from_lua(CONFIRM_MANY_LUA),
+            millis(config.accepted_ttl),
+        );
+        Batcher::start(
+            limits,
+            move |item: &ConfirmItem| tag(&item.claim_key),
+            move |items: Vec<ConfirmItem>| {
+                let (pool, script) = (pool.clone(), script.clone());
+                async move {
+                    let mut keys = Vec::with_capacity(items.len() * 2);
+                    let mut args = Vec::with_capacity(items.len() * 2 + 1);
+                    args.push(ttl.to_string());
+                    for item in items {
+                        keys.extend([item.claim_key, item.tally_key]);
+                        args.extend([item.vote_id, item.candidate]);
+                    }
+                    script.evalsha_with_reload(pool.next(), keys, args).await
+                }
+            },
+        )
+    };
+    (claims, confirms)
+}
+
+fn batch_error(e: BatchError<FredError>) -> DedupError {
+    match e {
+        BatchError::Call(e) => to_dedup_error(e),
+        BatchError::Stopped => DedupError::Unavailable(anyhow!("the Redis batching task has stopped")),
+    }
+}
+
+/// The value of a claim key (format in the crate docs).
+pub fn encode_claim(state: ClaimState, claim: &Claim) -> String {
     let v = &claim.vote;
     let tag = match state {
         ClaimState::Reserved => 'P',
@@ -76,7 +202,8 @@ fn encode_claim(state: ClaimState, claim: &Claim) -> String {
     )
 }
 
-fn decode_claim(value: &str) -> anyhow::Result<ExistingClaim> {
+/// Reads a claim key's value back; anything not in the format is an error.
+pub fn decode_claim(value: &str) -> anyhow::Result<ExistingClaim> {
     let mut parts = value.splitn(4, ':');
     let mut next = |what: &str| {
         parts
@@ -111,19 +238,11 @@ fn millis(d: std::time::Duration) -> i64 {
 impl VoteDedup for RedisStore {
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, DedupError> {
         let v = &claim.vote;
-        let key = self.keys.claim(v.election_id, &v.voter_id);
-        let previous: Option<String> = self
-            .pool
-            .set(
-                key,
-                encode_claim(ClaimState::Reserved, claim),
-                Some(Expiration::PX(millis(self.config.pending_ttl))),
-                Some(SetOptions::NX),
-                true,
-            )
-            .await
-            .map_err(to_dedup_error)?;
-        let Some(previous) = previous else {
+        let item = ClaimItem {
+            key: self.keys.claim(v.election_id, &v.voter_id),
+            value: encode_claim(ClaimState::Reserved, claim),
+        };
+        let Some(previous) = self.claims.call(item).await.map_err(batch_error)? else {
             return Ok(ClaimOutcome::Claimed);
         };
         let existing = decode_claim(&previous).map_err(DedupError::Unknown)?;
@@ -137,23 +256,13 @@ impl VoteDedup for RedisStore {
 
     async fn confirm(&self, claim: &Claim) -> Result<ConfirmOutcome, DedupError> {
         let v = &claim.vote;
-        let shard = self.keys.shard_of(&v.voter_id);
-        let keys = vec![
-            self.keys.claim(v.election_id, &v.voter_id),
-            self.keys.tally(v.election_id, shard),
-        ];
-        let args = vec![
-            v.vote_id.as_uuid().hyphenated().to_string(),
-            v.candidate_id.to_string(),
-            millis(self.config.accepted_ttl).to_string(),
-        ];
-        let answer: i64 = self
-            .scripts
-            .confirm
-            .evalsha_with_reload(self.pool.next(), keys, args)
-            .await
-            .map_err(to_dedup_error)?;
-        match answer {
+        let item = ConfirmItem {
+            claim_key: self.keys.claim(v.election_id, &v.voter_id),
+            tally_key: self.keys.tally(v.election_id, self.keys.shard_of(&v.voter_id)),
+            vote_id: v.vote_id.as_uuid().hyphenated().to_string(),
+            candidate: v.candidate_id.to_string(),
+        };
+        match self.confirms.call(item).await.map_err(batch_error)? {
             1 | 2 => Ok(ConfirmOutcome::Confirmed),
             0 => Ok(ConfirmOutcome::NotHeld),
             other => Err(DedupError::Unknown(anyhow!("confirm script answered {other}"))),

@@ -27,16 +27,18 @@
 //!
 //! # Commands and scripts
 //!
-//! - **claim**: `SET claim <P:...> NX PX <pending ttl> GET`, one round trip
-//!   that either creates the pending claim (reply nil) or returns the
-//!   existing one untouched. `NX` together with `GET` needs Redis >= 7.0;
-//!   [`RedisStore::connect`] checks this at start-up. A claim retried after
-//!   a lost reply finds its own vote id and counts as claimed.
-//! - **confirm** ([`CONFIRM_LUA`], keys: claim, tally): if the claim still
-//!   carries this vote id: when pending, rewrite it as accepted with the long
-//!   TTL and `HINCRBY` the candidate in the tally shard, in one atomic step;
-//!   when already accepted, change nothing. Returns 2 (confirmed now),
-//!   1 (was already confirmed) or 0 (not ours: expired or taken over).
+//! - **claim** ([`CLAIM_MANY_LUA`], keys: claims): per claim,
+//!   `SET claim <P:...> NX PX <pending ttl> GET`, which either creates the
+//!   pending claim or returns the existing one untouched. `NX` together with
+//!   `GET` needs Redis >= 7.0; [`RedisStore::connect`] checks this at
+//!   start-up. A claim retried after a lost reply finds its own vote id and
+//!   counts as claimed.
+//! - **confirm** ([`CONFIRM_MANY_LUA`], keys: claim and tally per vote): per
+//!   claim, if it still carries this vote id: when pending, rewrite it as
+//!   accepted with the long TTL and `HINCRBY` the candidate in the tally
+//!   shard, in one atomic step; when already accepted, change nothing.
+//!   Answers 2 (confirmed now), 1 (was already confirmed) or 0 (not ours:
+//!   expired or taken over).
 //! - **release** ([`RELEASE_LUA`], key: claim): delete the claim only if it is
 //!   still pending and carries this vote id.
 //! - **live tallies**: `HGETALL` of the N tally shards in one pipeline, summed.
@@ -47,6 +49,21 @@
 //!   deleted (an over-count for the time of N-1 round trips), never a shard
 //!   half written. Rebuild after Redis lost its data, with the queue drained.
 //!
+//! # Batching
+//!
+//! Claims and confirms are group-committed: [`RedisStore`]'s `claim` and
+//! `confirm` hand the vote to a batcher, and the claims (or confirms) that
+//! are waiting when a call slot frees up go out as one script call, up to
+//! [`RedisConfig::max_batch`] votes, at most [`RedisConfig::pool_size`] calls
+//! at once. Nothing waits for a batch to fill: a lone vote goes out at once,
+//! and under load the batches grow by themselves, so Redis runs one script
+//! for many votes instead of two commands per vote (issue 20). Each vote is
+//! still its own atomic step inside the script; a script runs as a whole, so
+//! another client never sees half a batch. With Redis Cluster a batch is
+//! split by hash tag (`{e:E:S}`), one call per slot; on a single server one
+//! call takes them all. A failed call fails the votes of its group only, and
+//! each caller gets the same error it would have got from its own command.
+//!
 //! # Production settings
 //!
 //! `maxmemory-policy noeviction`: an evicted accepted claim would let a second
@@ -55,6 +72,7 @@
 //! vote: PostgreSQL holds every persisted vote and the live tallies can be
 //! rebuilt from it.
 
+mod batch;
 mod dedup;
 mod elections;
 mod keys;
@@ -68,7 +86,7 @@ use fred::prelude::{
 use livevote_domain::TallyShard;
 use livevote_ports::DedupError;
 
-pub use dedup::{CONFIRM_LUA, RELEASE_LUA, REPLACE_LUA};
+pub use dedup::{CLAIM_MANY_LUA, CONFIRM_MANY_LUA, RELEASE_LUA, REPLACE_LUA, decode_claim, encode_claim};
 pub use elections::{CACHE_LUA, RedisChanges, RedisElectionCache, follow_changes};
 
 /// How to reach Redis and how to lay out keys.
@@ -90,6 +108,8 @@ pub struct RedisConfig {
     pub election_cache_ttl: Duration,
     /// A command that gets no answer within this time fails as unavailable.
     pub command_timeout: Duration,
+    /// Most claims (or confirms) sent in one script call (crate docs, "Batching").
+    pub max_batch: usize,
 }
 
 impl Default for RedisConfig {
@@ -103,6 +123,7 @@ impl Default for RedisConfig {
             accepted_ttl: Duration::from_secs(48 * 3600),
             election_cache_ttl: Duration::from_secs(60),
             command_timeout: Duration::from_secs(1),
+            max_batch: 256,
         }
     }
 }
@@ -130,6 +151,8 @@ pub struct RedisStore {
     fred_config: Config,
     keys: keys::Keys,
     scripts: dedup::Scripts,
+    claims: dedup::ClaimBatcher,
+    confirms: dedup::ConfirmBatcher,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -168,7 +191,10 @@ impl RedisStore {
             .build_pool(config.pool_size)
             .map_err(|e| ConnectError::Config(e.to_string()))?;
         pool.init().await.map_err(ConnectError::Unreachable)?;
+        let (claims, confirms) = dedup::start_batchers(&pool, &config, fred_config.server.is_clustered());
         let store = Self {
+            claims,
+            confirms,
             pool,
             keys: keys::Keys::new(&config.key_prefix, config.shards),
             scripts: dedup::Scripts::default(),

@@ -359,3 +359,94 @@ async fn the_server_clock_is_read_as_the_reference_and_an_unreachable_server_is_
         "a stopped server has no time to tell"
     );
 }
+
+/// `calls` of one command in `INFO commandstats` (0 when it never ran).
+async fn command_calls(raw: &fred::prelude::Client, command: &str) -> u64 {
+    let info: String = raw
+        .custom(fred::cmd!("INFO"), vec!["commandstats"])
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_and_confirms_share_script_calls_and_still_count_each_voter_once() {
+    // A server of its own, so its command statistics are this test's alone.
+    let redis = PrivateRedis::start();
+    let s = Arc::new(
+        store(RedisConfig {
+            url: redis.url(),
+            pool_size: 2,
+            ..test_config()
+        })
+        .await,
+    );
+    let raw = raw_client(&redis.url()).await;
+    let (e, a, b) = (
+        ElectionId::generate(),
+        CandidateId::generate(),
+        CandidateId::generate(),
+    );
+    // 2,000 viewers, each trying twice (another vote id) at the same moment.
+    let attempts: Vec<Claim> = (0..4000)
+        .map(|i| {
+            claim(
+                e,
+                &format!("auth0|viewer-{}", i / 2),
+                if i % 4 < 2 { a } else { b },
+                None,
+            )
+        })
+        .collect();
+    let tasks: Vec<_> = attempts
+        .iter()
+        .cloned()
+        .map(|c| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim(&c).await.unwrap() })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for (attempt, task) in attempts.iter().zip(tasks) {
+        match task.await.unwrap() {
+            ClaimOutcome::Claimed => winners.push(attempt.clone()),
+            ClaimOutcome::Held(existing) => assert_ne!(existing.vote_id, attempt.vote.vote_id),
+        }
+    }
+    assert_eq!(winners.len(), 2000, "one claim per viewer");
+    // Every attempt confirms, winners twice: only each winner's first counts.
+    let confirms: Vec<_> = attempts
+        .iter()
+        .chain(&winners)
+        .cloned()
+        .map(|c| {
+            let s = s.clone();
+            tokio::spawn(async move { (c.vote.vote_id, s.confirm(&c).await.unwrap()) })
+        })
+        .collect();
+    let won: HashSet<VoteId> = winners.iter().map(|w| w.vote.vote_id).collect();
+    for task in confirms {
+        let (id, outcome) = task.await.unwrap();
+        let expected = if won.contains(&id) {
+            ConfirmOutcome::Confirmed
+        } else {
+            ConfirmOutcome::NotHeld
+        };
+        assert_eq!(outcome, expected);
+    }
+    assert_eq!(totals(&s, e).await, BTreeMap::from([(a, 1000), (b, 1000)]));
+    // 4,000 claims and 6,000 confirms went out as far fewer script calls
+    // (at most 256 votes each).
+    let scripts = command_calls(&raw, "evalsha").await;
+    assert!(
+        (40..=2000).contains(&scripts),
+        "{scripts} script calls for 10,000 claims and confirms"
+    );
+    // Commands run inside scripts count too: one SET per claim attempt, one
+    // per confirmed winner, and the start-up probe; nothing else wrote.
+    assert_eq!(command_calls(&raw, "set").await, 4000 + 2000 + 1);
+    assert_eq!(command_calls(&raw, "hincrby").await, 2000);
+}
