@@ -12,10 +12,17 @@
 //! Redis claim, SQS publish (micro-batched), Redis confirm. Rounds alternate
 //! which server goes first; the median round is reported.
 //!
+//! Redis is measured over each full round too: `INFO cpu` before and after
+//! gives the Redis server's CPU time per accepted vote (command execution
+//! and its network I/O), and `CONFIG RESETSTAT` then `INFO commandstats`
+//! the commands a vote cost. (The `usec` of commandstats is not summed: a
+//! script's time already includes the commands it runs, which are counted
+//! again under their own names.)
+//!
 //! After the runs every accepted vote id is looked for in the queue.
 //!
 //! Usage: `ingest-bench --ingestion-bin PATH [--votes N] [--concurrency C]
-//! [--rounds R]`. Servers: `LIVEVOTE_TEST_DATABASE_URL`,
+//! [--rounds R] [--open-seconds S] [--perf-record FILE]`. Servers: `LIVEVOTE_TEST_DATABASE_URL`,
 //! `LIVEVOTE_TEST_REDIS_URL`, `LIVEVOTE_TEST_SQS_ENDPOINT` (defaults: local).
 
 use std::collections::HashSet;
@@ -45,6 +52,9 @@ struct Options {
     rounds: usize,
     /// Length of the open-loop phase at half the measured maximum rate.
     open_seconds: usize,
+    /// Where `perf record` writes a profile of the ingestion process during
+    /// the first full round (for `scripts/flamegraph-ingestion.sh`).
+    perf_record: Option<String>,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -54,6 +64,7 @@ fn parse_options() -> anyhow::Result<Options> {
         concurrency: 64,
         rounds: 3,
         open_seconds: 5,
+        perf_record: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -71,6 +82,7 @@ fn parse_options() -> anyhow::Result<Options> {
             "--concurrency" => o.concurrency = number()?,
             "--rounds" => o.rounds = number()?,
             "--open-seconds" => o.open_seconds = number()?,
+            "--perf-record" => o.perf_record = Some(value.clone()),
             other => bail!("unknown flag {other} (see the file's header for usage)"),
         }
     }
@@ -121,14 +133,150 @@ async fn run_bare() -> anyhow::Result<()> {
 /// A server process (killed on drop).
 type Server = livevote_testkit::ServiceProcess;
 
+#[derive(Default)]
 struct Round {
     /// Server CPU (user + system) per request, microseconds.
     cpu_us: f64,
+    /// Redis over the round, per request (zero for the bare handler).
+    redis: RedisCost,
     votes_per_s: f64,
     p50: Duration,
     p99: Duration,
     max: Duration,
     accepted: Vec<String>,
+}
+
+/// What Redis spent on a round, per accepted vote.
+#[derive(Debug, Default, Clone, Copy)]
+struct RedisCost {
+    /// Redis process CPU (`used_cpu_user + used_cpu_sys`), microseconds.
+    cpu_us: f64,
+    /// Script calls (`evalsha`).
+    scripts: f64,
+    /// Commands run, a script's own commands included.
+    calls: f64,
+}
+
+/// Reads Redis's own counters around a round.
+struct RedisMeter {
+    client: fred::prelude::Client,
+}
+
+/// The counters at one moment: commandstats calls (all commands, and
+/// scripts alone), and the process CPU in seconds.
+#[derive(Debug, Default, Clone, Copy)]
+struct RedisCounters {
+    calls: u64,
+    scripts: u64,
+    cpu_s: f64,
+}
+
+impl RedisMeter {
+    async fn connect(url: &str) -> anyhow::Result<Self> {
+        use fred::prelude::ClientLike;
+        let client = fred::prelude::Builder::from_config(fred::prelude::Config::from_url(url)?).build()?;
+        client.init().await?;
+        Ok(Self { client })
+    }
+
+    async fn info(&self, section: &str) -> anyhow::Result<String> {
+        use fred::prelude::ClientLike;
+        Ok(self
+            .client
+            .custom::<String, _>(fred::cmd!("INFO"), vec![section])
+            .await?)
+    }
+
+    /// Zeroes the command statistics and reads the counters.
+    async fn start(&self) -> anyhow::Result<RedisCounters> {
+        use fred::prelude::ClientLike;
+        let () = self
+            .client
+            .custom(fred::cmd!("CONFIG"), vec!["RESETSTAT"])
+            .await?;
+        self.read().await
+    }
+
+    async fn read(&self) -> anyhow::Result<RedisCounters> {
+        let mut counters = RedisCounters::default();
+        // Lines like `cmdstat_set:calls=10,usec=25,usec_per_call=2.50,...`.
+        for line in self.info("commandstats").await?.lines() {
+            let Some((name, fields)) = line.split_once(':').filter(|(k, _)| k.starts_with("cmdstat_")) else {
+                continue;
+            };
+            let calls = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            counters.calls += calls;
+            if name == "cmdstat_evalsha" || name == "cmdstat_eval" {
+                counters.scripts += calls;
+            }
+        }
+        for line in self.info("cpu").await?.lines() {
+            if let Some((key, value)) = line.split_once(':')
+                && (key == "used_cpu_user" || key == "used_cpu_sys")
+            {
+                counters.cpu_s += value.trim().parse::<f64>().unwrap_or(0.0);
+            }
+        }
+        Ok(counters)
+    }
+
+    /// The cost since `start`, per vote.
+    async fn cost(&self, start: RedisCounters, votes: usize) -> anyhow::Result<RedisCost> {
+        let end = self.read().await?;
+        let votes = votes.max(1) as f64;
+        // The INFO calls of `read` are counted too: negligible next to a round.
+        Ok(RedisCost {
+            cpu_us: (end.cpu_s - start.cpu_s) * 1e6 / votes,
+            scripts: end.scripts as f64 / votes,
+            calls: end.calls as f64 / votes,
+        })
+    }
+}
+
+/// `perf record` attached to a process: sampled at 499 Hz with DWARF call
+/// graphs, stopped with SIGINT so it writes its file.
+struct Perf(std::process::Child);
+
+impl Perf {
+    fn start(pid: u32, file: &str) -> anyhow::Result<Self> {
+        let child = std::process::Command::new("perf")
+            .args([
+                "record",
+                "-q",
+                "-F",
+                "499",
+                "--call-graph",
+                "dwarf,16384",
+                "-o",
+                file,
+                "-p",
+            ])
+            .arg(pid.to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("perf record (linux-perf must be installed)")?;
+        // perf needs a moment to attach before the round starts.
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(Self(child))
+    }
+
+    fn stop(mut self) -> anyhow::Result<()> {
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status()?;
+        ensure!(status.success(), "could not stop perf record");
+        let status = self.0.wait()?;
+        use std::os::unix::process::ExitStatusExt;
+        ensure!(
+            status.success() || status.signal() == Some(2),
+            "perf record ended with {status}"
+        );
+        Ok(())
+    }
 }
 
 /// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
@@ -207,6 +355,7 @@ async fn drive(
         p99: pick(0.99),
         max: *latencies.last().unwrap_or(&Duration::ZERO),
         accepted,
+        ..Round::default()
     })
 }
 
@@ -259,6 +408,7 @@ async fn open_loop(server: &Server, requests: Vec<(String, String)>, rate: f64) 
         p99: pick(0.99),
         max: *latencies.last().unwrap_or(&Duration::ZERO),
         accepted,
+        ..Round::default()
     })
 }
 
@@ -325,6 +475,7 @@ async fn main() -> anyhow::Result<()> {
 
     let redis_url =
         std::env::var("LIVEVOTE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let meter = RedisMeter::connect(&redis_url).await?;
     let ingestion_env: Vec<(String, String)> = [
         ("LIVEVOTE_INGESTION_LISTEN", "127.0.0.1:0".to_string()),
         ("LIVEVOTE_DATABASE_URL", format!("{base}/{db}")),
@@ -394,21 +545,35 @@ async fn main() -> anyhow::Result<()> {
                 .collect()
         };
         let requests = slice(round * o.votes);
+        let full_round = async |requests: Vec<(String, String)>| -> anyhow::Result<Round> {
+            let perf = match &o.perf_record {
+                Some(file) if round == 0 => Some(Perf::start(full.pid(), file)?),
+                _ => None,
+            };
+            let start = meter.start().await?;
+            let mut r = drive(&full, requests, o.concurrency).await?;
+            r.redis = meter.cost(start, r.accepted.len()).await?;
+            if let Some(perf) = perf {
+                perf.stop()?;
+            }
+            Ok(r)
+        };
         // Alternate which goes first, so warm-up and drift favour neither.
         if round % 2 == 0 {
             bare_rounds.push(drive(&bare, requests.clone(), o.concurrency).await?);
-            full_rounds.push(drive(&full, requests, o.concurrency).await?);
+            full_rounds.push(full_round(requests).await?);
         } else {
-            full_rounds.push(drive(&full, requests.clone(), o.concurrency).await?);
+            full_rounds.push(full_round(requests.clone()).await?);
             bare_rounds.push(drive(&bare, requests, o.concurrency).await?);
         }
         let (f, b) = (full_rounds.last().unwrap(), bare_rounds.last().unwrap());
         eprintln!(
-            "round {}: full {:.0} votes/s (p99 {}, {:.0} us CPU/vote), bare {:.0} req/s (p99 {}, {:.0} us CPU/req), ratio {:.2}",
+            "round {}: full {:.0} votes/s (p99 {}, {:.0} us CPU/vote, Redis {:.1} us CPU/vote), bare {:.0} req/s (p99 {}, {:.0} us CPU/req), ratio {:.2}",
             round + 1,
             f.votes_per_s,
             ms(f.p99),
             f.cpu_us,
+            f.redis.cpu_us,
             b.votes_per_s,
             ms(b.p99),
             b.cpu_us,
@@ -496,6 +661,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let f = median_by(&mut full_rounds);
+    let redis = f.redis;
     let f = (f.votes_per_s, f.p50, f.p99, f.max, f.cpu_us);
     let b = median_by(&mut bare_rounds);
     let b = (b.votes_per_s, b.p50, b.p99, b.max, b.cpu_us);
@@ -521,9 +687,17 @@ async fn main() -> anyhow::Result<()> {
         ms(b.3),
         b.4
     );
-    println!("ratio full / bare: {:.2} (target >= 0.4)", f.0 / b.0);
     println!(
-        "open loop at half the maximum ({half:.0} votes/s for {} s): p50 {}, p99 {} (target < 25 ms), max {}",
+        "ratio full / bare: {:.2} (target >= 0.5); server CPU full / bare: {:.2} (target <= 3.5)",
+        f.0 / b.0,
+        f.4 / b.4.max(f64::MIN_POSITIVE)
+    );
+    println!(
+        "Redis per accepted vote: {:.1} us of server CPU (target <= 6), {:.2} script calls, {:.2} commands in all",
+        redis.cpu_us, redis.scripts, redis.calls
+    );
+    println!(
+        "open loop at half the maximum ({half:.0} votes/s for {} s): p50 {}, p99 {} (target < 10 ms), max {}",
         o.open_seconds,
         ms(open.p50),
         ms(open.p99),
