@@ -54,8 +54,8 @@
 //! Claims and confirms are group-committed: [`RedisStore`]'s `claim` and
 //! `confirm` hand the vote to a batcher, and the claims (or confirms) that
 //! are waiting when a call slot frees up go out as one script call, up to
-//! [`RedisConfig::max_batch`] votes, at most [`RedisConfig::pool_size`] calls
-//! at once. Nothing waits for a batch to fill: a lone vote goes out at once,
+//! [`RedisConfig::max_batch`] votes, one drain at a time for claims and one
+//! for confirms (the groups of a drain run in parallel). Nothing waits for a batch to fill: a lone vote goes out at once,
 //! and under load the batches grow by themselves, so Redis runs one script
 //! for many votes instead of two commands per vote (issue 20). Each vote is
 //! still its own atomic step inside the script; a script runs as a whole, so
