@@ -11,6 +11,7 @@ pub mod load;
 pub mod table;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Runs a command-line tool's `main` future on a multi-threaded runtime; an
 /// error is printed as `<name>: <cause chain>` with exit code 2 (1 is left to
@@ -33,4 +34,18 @@ where
             ExitCode::from(2)
         }
     }
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    // The kernel's USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
 }

@@ -3,6 +3,8 @@
 //! Decoding goes through the domain constructors, so a message that decodes
 //! holds only valid ids; anything else is poison, never a guess.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use livevote_domain::{Ballot, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId};
 use livevote_ports::PoisonReason;
@@ -23,8 +25,9 @@ struct OutVote<'a> {
     correlation_id: &'a str,
 }
 
-/// Only the version, read first: a message of an unknown version must be
-/// reported as such even if the rest would not parse.
+/// Only the version, read when a body does not parse as this version: a
+/// message of an unknown version must be reported as such even if the rest
+/// would not parse.
 #[derive(Deserialize)]
 struct Version {
     v: u64,
@@ -38,44 +41,52 @@ struct Version {
     description = "One SQS message carries a batch of accepted votes. Message attributes: schemaVersion (Number), correlationId (String, of the first vote), votes (Number). A consumer that does not know `v` must leave the message for the dead-letter queue, never drop it.",
     extend("$id" = "https://livevote.example/contracts/vote-message.schema.json")
 )]
-struct InMessage {
-    #[allow(dead_code)]
+struct InMessage<'a> {
     #[schemars(schema_with = "version_schema")]
     v: u64,
     #[schemars(length(min = 1))]
-    votes: Vec<InVote>,
+    #[serde(borrow)]
+    votes: Vec<InVote<'a>>,
 }
 
 // One vote of a message body (a `//` comment: a doc comment would enter the schema).
+// The fields borrow from the body unless they hold escapes: decoding a
+// message then allocates only what the vote record keeps.
 #[derive(Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(inline)]
-struct InVote {
+struct InVote<'a> {
     #[schemars(
         description = "UUID v7, a new one per attempt",
         regex(pattern = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
     )]
-    vote_id: String,
+    #[serde(borrow)]
+    vote_id: Cow<'a, str>,
     #[schemars(regex(pattern = UUID_PATTERN))]
-    election_id: String,
+    #[serde(borrow)]
+    election_id: Cow<'a, str>,
     #[schemars(regex(pattern = UUID_PATTERN))]
-    candidate_id: String,
+    #[serde(borrow)]
+    candidate_id: Cow<'a, str>,
     #[schemars(
         description = "the token's sub; no control characters",
         length(min = 1, max = VoterId::MAX_LEN)
     )]
-    voter_id: String,
+    #[serde(borrow)]
+    voter_id: Cow<'a, str>,
     #[schemars(
         description = "RFC 3339 in UTC; decides whether the vote counts",
         extend("format" = "date-time")
     )]
-    accepted_at: String,
+    #[serde(borrow)]
+    accepted_at: Cow<'a, str>,
     #[schemars(
         description = "the HTTP request id; visible ASCII",
         regex(pattern = r"^[!-~]+$"),
         length(max = CorrelationId::MAX_LEN)
     )]
-    correlation_id: String,
+    #[serde(borrow)]
+    correlation_id: Cow<'a, str>,
 }
 
 /// A UUID in canonical lower-case form.
@@ -135,11 +146,23 @@ pub fn json_schema() -> serde_json::Value {
 /// The votes of a message body, or why it is poison.
 pub fn decode(body: &str) -> Result<Vec<VoteRecord>, PoisonReason> {
     let undecodable = |why: String| PoisonReason::Undecodable(why);
-    let version: Version = serde_json::from_str(body).map_err(|e| undecodable(format!("no version: {e}")))?;
-    if version.v != SCHEMA_VERSION {
-        return Err(PoisonReason::UnknownVersion(version.v));
+    // One parse for a good message; only a body that does not parse as
+    // this version is read again for its version alone, so that a message
+    // of an unknown version is reported as such even if the rest would not parse.
+    let message: InMessage = match serde_json::from_str(body) {
+        Ok(m) => m,
+        Err(e) => {
+            let version: Version =
+                serde_json::from_str(body).map_err(|e| undecodable(format!("no version: {e}")))?;
+            if version.v != SCHEMA_VERSION {
+                return Err(PoisonReason::UnknownVersion(version.v));
+            }
+            return Err(undecodable(e.to_string()));
+        }
+    };
+    if message.v != SCHEMA_VERSION {
+        return Err(PoisonReason::UnknownVersion(message.v));
     }
-    let message: InMessage = serde_json::from_str(body).map_err(|e| undecodable(e.to_string()))?;
     if message.votes.is_empty() {
         return Err(undecodable("a message with no votes".into()));
     }
@@ -155,12 +178,12 @@ pub fn decode(body: &str) -> Result<Vec<VoteRecord>, PoisonReason> {
                     election_id: ElectionId::parse(&v.election_id).map_err(|e| field("electionId", &e))?,
                     candidate_id: CandidateId::parse(&v.candidate_id)
                         .map_err(|e| field("candidateId", &e))?,
-                    voter_id: VoterId::parse(v.voter_id).map_err(|e| field("voterId", &e))?,
+                    voter_id: VoterId::parse(v.voter_id.into_owned()).map_err(|e| field("voterId", &e))?,
                     accepted_at: DateTime::parse_from_rfc3339(&v.accepted_at)
                         .map_err(|e| field("acceptedAt", &e))?
                         .with_timezone(&Utc),
                 },
-                correlation_id: CorrelationId::parse(v.correlation_id)
+                correlation_id: CorrelationId::parse(v.correlation_id.into_owned())
                     .map_err(|e| field("correlationId", &e))?,
             })
         })

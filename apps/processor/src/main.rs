@@ -7,6 +7,11 @@ use clap::Parser;
 use livevote_processor::app::App;
 use livevote_processor::config::Config;
 
+/// mimalloc instead of the system allocator: the vote path allocates and
+/// frees many small buffers a vote (ARCHITECTURE.md, cost per vote).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();

@@ -304,7 +304,7 @@ where
         let mut delays = retry_delays(PERSIST_RETRY_FIRST, config);
         let mut given_up_at: Option<Instant> = None;
         loop {
-            match service.process(batch.clone()).await {
+            match service.process(&batch).await {
                 Ok(summary) => {
                     healthy.send_if_modified(|h| !std::mem::replace(h, true));
                     return Some(summary);

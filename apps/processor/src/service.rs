@@ -137,14 +137,14 @@ where
             .receive(c.receive_max, c.receive_wait)
             .await
             .map_err(ProcessError::Queue)?;
-        self.process(deliveries).await
+        self.process(&deliveries).await
     }
 
     /// Persists received messages and acknowledges the good ones after the commit.
     ///
     /// # Errors
     /// [`ProcessError`]: nothing was acknowledged.
-    pub async fn process(&self, deliveries: Vec<Delivery>) -> Result<BatchSummary, ProcessError> {
+    pub async fn process(&self, deliveries: &[Delivery]) -> Result<BatchSummary, ProcessError> {
         let started = tokio::time::Instant::now();
         let mut summary = BatchSummary {
             messages: deliveries.len(),
@@ -161,12 +161,12 @@ where
             .map(|d| (d.tag.0.clone(), (d.message_id.clone(), d.receive_count)))
             .collect();
         // Poison is set apart and never acknowledged.
-        let mut good: Vec<(DeliveryTag, Vec<VoteRecord>)> = Vec::with_capacity(deliveries.len());
+        let mut good: Vec<(&DeliveryTag, &[VoteRecord])> = Vec::with_capacity(deliveries.len());
         let mut seen = HashMap::new();
         for d in deliveries {
-            match d.content {
-                DeliveryContent::Votes(votes) => match self.check_references(&votes, &mut seen).await? {
-                    None => good.push((d.tag, votes)),
+            match &d.content {
+                DeliveryContent::Votes(votes) => match self.check_references(votes, &mut seen).await? {
+                    None => good.push((&d.tag, votes)),
                     Some(why) => self.poison(
                         &d.message_id,
                         d.receive_count,
@@ -175,7 +175,7 @@ where
                     ),
                 },
                 DeliveryContent::Poison(reason) => {
-                    self.poison(&d.message_id, d.receive_count, &reason, &mut summary)
+                    self.poison(&d.message_id, d.receive_count, reason, &mut summary)
                 }
             }
         }
@@ -213,7 +213,7 @@ where
         };
         crash_point!("processor-after-commit");
         // Committed: now, and only now, delete exactly these messages.
-        let tags: Vec<DeliveryTag> = good.iter().map(|(t, _)| t.clone()).collect();
+        let tags: Vec<DeliveryTag> = good.iter().map(|(t, _)| (*t).clone()).collect();
         #[cfg(feature = "failpoints")]
         let tags = {
             let (delete, again) = crate::faults::redeliveries(

@@ -279,20 +279,6 @@ impl Perf {
     }
 }
 
-/// CPU time (user + system) a process has used so far, from `/proc/<pid>/stat`.
-fn cpu_time(pid: u32) -> Duration {
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    // The kernel's USER_HZ is 100 on Linux.
-    Duration::from_millis(ticks * 10)
-}
-
 /// Sends `requests` (token, body) with `concurrency` workers; every answer must be 202.
 async fn drive(
     server: &Server,
@@ -300,7 +286,7 @@ async fn drive(
     concurrency: usize,
 ) -> anyhow::Result<Round> {
     let url = format!("http://{}/api/v1/votes", server.addr);
-    let cpu_before = cpu_time(server.pid());
+    let cpu_before = livevote_loadtests::cpu_time(server.pid());
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(30))
@@ -345,7 +331,7 @@ async fn drive(
         accepted.extend(a);
     }
     let elapsed = started.elapsed();
-    let cpu = cpu_time(server.pid()).saturating_sub(cpu_before);
+    let cpu = livevote_loadtests::cpu_time(server.pid()).saturating_sub(cpu_before);
     latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     Ok(Round {
@@ -367,7 +353,7 @@ async fn open_loop(server: &Server, requests: Vec<(String, String)>, rate: f64) 
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    let cpu_before = cpu_time(server.pid());
+    let cpu_before = livevote_loadtests::cpu_time(server.pid());
     let start = tokio::time::Instant::now() + Duration::from_millis(100);
     let mut tasks = Vec::with_capacity(requests.len());
     for (i, (token, body)) in requests.into_iter().enumerate() {
@@ -398,7 +384,7 @@ async fn open_loop(server: &Server, requests: Vec<(String, String)>, rate: f64) 
         accepted.push(id);
     }
     let elapsed = start.elapsed();
-    let cpu = cpu_time(server.pid()).saturating_sub(cpu_before);
+    let cpu = livevote_loadtests::cpu_time(server.pid()).saturating_sub(cpu_before);
     latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     Ok(Round {
