@@ -100,7 +100,7 @@ impl App {
                 max_streams: config.max_streams,
                 stream: StreamConfig {
                     heartbeat: config.heartbeat,
-                    ..StreamConfig::default()
+                    update_interval: config.stream_update,
                 },
                 jwks_refresh: config.tokens.jwks_refresh,
                 request_timeout: config.http.request_timeout,

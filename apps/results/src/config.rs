@@ -32,11 +32,14 @@ pub struct Config {
     pub tokens: TokenArgs,
 
     /// Oldest results served without reading the stores again, ms (1..=1000; results must be fresh within 1 s).
-    #[arg(long, env = "LIVEVOTE_RESULTS_CACHE_MS", default_value = "250", value_parser = millis)]
+    #[arg(long, env = "LIVEVOTE_RESULTS_CACHE_MS", default_value = "100", value_parser = millis)]
     pub results_cache: Duration,
-    /// How often a watched election's stream looks for new counts, ms (1..=1000).
-    #[arg(long, env = "LIVEVOTE_RESULTS_POLL_MS", default_value = "250", value_parser = millis)]
+    /// How often a watched election's stream reads new counts, ms (1..=1000).
+    #[arg(long, env = "LIVEVOTE_RESULTS_POLL_MS", default_value = "100", value_parser = millis)]
     pub results_poll: Duration,
+    /// Least time between two `VOTE_UPDATE` events of one stream, ms (1..=1000).
+    #[arg(long, env = "LIVEVOTE_RESULTS_STREAM_UPDATE_MS", default_value = "200", value_parser = millis)]
+    pub stream_update: Duration,
     /// How often the open and closed elections are reconciled for the metrics
     /// (`livevote_reconciliation_*`, queue age, dead letters), seconds; 0: never.
     #[arg(long, env = "LIVEVOTE_RESULTS_RECONCILE_SECS", default_value = "15", value_parser = seconds)]
@@ -74,6 +77,7 @@ impl Config {
         for (name, d) in [
             ("LIVEVOTE_RESULTS_CACHE_MS", self.results_cache),
             ("LIVEVOTE_RESULTS_POLL_MS", self.results_poll),
+            ("LIVEVOTE_RESULTS_STREAM_UPDATE_MS", self.stream_update),
         ] {
             if d.is_zero() || d > Duration::from_secs(1) {
                 return Err(format!(

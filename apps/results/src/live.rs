@@ -6,7 +6,8 @@
 //! cache (moka's) reads an election's results at most once per `ttl` however
 //! many requests arrive (single flight: concurrent misses wait for one read;
 //! errors, an unknown election included, are not cached), and
-//! a feed task per election polls the cache, numbers each change and
+//! a feed task per election reads the stores every `poll` (refreshing the
+//! cache for the pollers of that election too), numbers each change and
 //! publishes it on a `watch` channel that all its subscribers share. A feed
 //! stops when its last subscriber leaves. Admin changes arrive on the change
 //! feed (its [`ElectionCopies`] impl) and are published at once.
@@ -49,6 +50,9 @@ pub struct Published {
     pub seq: u64,
     pub change: ChangeType,
     pub results: Arc<ElectionResults>,
+    /// The stream's JSON of this publication, written by the first stream
+    /// that sends it and reused by every other.
+    pub rendered: std::sync::OnceLock<String>,
 }
 
 struct Feed {
@@ -129,6 +133,15 @@ impl LiveResults {
             })
     }
 
+    /// The results of `id` read from the source now; the cache keeps them
+    /// for the readers that come next. A feed reads this way, so its stream
+    /// clients see counts at most one `poll` old, not `poll` plus `ttl`.
+    async fn fresh(&self, id: ElectionId) -> Result<Arc<ElectionResults>, ResultsError> {
+        let results = Arc::new((self.source)(id).await?);
+        self.cached.insert(id, results.clone()).await;
+        Ok(results)
+    }
+
     /// Elections with a running feed.
     pub fn feeds(&self) -> usize {
         lock(&self.feeds).len()
@@ -156,6 +169,7 @@ impl LiveResults {
             seq: self.next_seq(),
             change: ChangeType::Snapshot,
             results: first,
+            rendered: std::sync::OnceLock::new(),
         }));
         let feed = Arc::new(Feed {
             tx,
@@ -187,7 +201,7 @@ impl LiveResults {
                     break;
                 }
             }
-            let results = match self.get(id).await {
+            let results = match self.fresh(id).await {
                 Ok(r) => r,
                 Err(error) => {
                     // Subscribers keep the last good results; the next poll tries again.
@@ -208,6 +222,7 @@ impl LiveResults {
                 seq: self.next_seq(),
                 change,
                 results,
+                rendered: std::sync::OnceLock::new(),
             }));
         }
         tracing::debug!(election_id = %id, "results feed stopped (no subscribers)");

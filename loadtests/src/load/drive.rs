@@ -25,6 +25,7 @@ use super::report::{Readers, Report};
 use super::stats::{Endpoint, Outcome, Stats};
 use super::tokens::{viewer_tokens, voter_sub};
 use super::verdict::{self, Check, Ledger, LedgerVote};
+use super::visibility::{Source, Visibility};
 use super::{RunArgs, Settings};
 
 const CANDIDATES: [&str; 4] = ["Ada", "Grace", "Linus", "Barbara"];
@@ -103,6 +104,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let stats = Arc::new(Stats::new());
     let live = Arc::new(Live::default());
+    let visibility = Arc::new(Visibility::default());
     let ledger: Arc<Mutex<Vec<(String, usize, usize)>>> = Arc::default();
     let unanswered: Arc<Mutex<Vec<usize>>> = Arc::default();
     // Viewers whose first attempt was refused as a duplicate: only right if another attempt of theirs got in.
@@ -111,7 +113,18 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let voting_started = Instant::now();
 
     let mut background = JoinSet::new();
-    spawn_readers(&mut background, &settings, &api, &election, &stats, &live, &stop);
+    spawn_readers(
+        &mut background,
+        &settings,
+        &api,
+        &election,
+        Shared {
+            stats: stats.clone(),
+            live: live.clone(),
+            visibility: visibility.clone(),
+        },
+        &stop,
+    );
     let sampler = tokio::spawn(sample_memory(
         args.stack_dir.clone(),
         Duration::from_secs(settings.sample_secs),
@@ -156,6 +169,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             Kind::Unknown => (unknown.as_str(), candidates[attempt.candidate].as_str()),
         };
         let body = format!(r#"{{"electionId":"{election_id}","candidateId":"{candidate_id}"}}"#);
+        let (visibility, candidate) = (visibility.clone(), candidate_id.to_owned());
         let (http, url, tokens, stats, live, ledger, unanswered, refused_first) = (
             http.clone(),
             votes_url.clone(),
@@ -177,6 +191,11 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             match (&outcome, vote_id) {
                 (Outcome::Accepted, Some(id)) => {
                     live.accepted.fetch_add(1, Ordering::Relaxed);
+                    if matches!(attempt.kind, Kind::First | Kind::Repeat) {
+                        for (source, zero) in visibility.accepted(&candidate, Instant::now()) {
+                            stats.record_latency(visible(source), zero);
+                        }
+                    }
                     lock(&ledger).push((id, attempt.voter, attempt.candidate));
                 }
                 // No answer, or "the queue has not answered yet": the server may have taken it.
@@ -333,25 +352,46 @@ async fn send_vote(
     (Outcome::Refused { status, code }, None)
 }
 
-/// Result pollers (open loop, each on its own phase) and SSE followers.
+/// What the client tasks share with the readers.
+struct Shared {
+    stats: Arc<Stats>,
+    live: Arc<Live>,
+    visibility: Arc<Visibility>,
+}
+
+/// The latency a source's sighting of a vote is recorded under.
+fn visible(source: Source) -> Endpoint {
+    match source {
+        Source::Api => Endpoint::VisibleInResults,
+        Source::Stream => Endpoint::VisibleInStream,
+    }
+}
+
+/// Result pollers (open loop, each on its own phase) and SSE followers; both
+/// read the counts they get for [`Visibility`].
 fn spawn_readers(
     set: &mut JoinSet<()>,
     settings: &Settings,
     api: &Api,
     election: &str,
-    stats: &Arc<Stats>,
-    live: &Arc<Live>,
+    shared: Shared,
     stop: &watch::Receiver<bool>,
 ) {
+    let Shared {
+        stats,
+        live,
+        visibility,
+    } = &shared;
     let period = Duration::from_millis(settings.poll_ms);
     let results_url = format!("{}/api/v1/results/{election}", api.results_url);
     for r in 0..settings.readers {
         let phase = period.mul_f64(r as f64 / settings.readers as f64);
-        let (http, url, stats, live, mut stop) = (
+        let (http, url, stats, live, visibility, mut stop) = (
             api.http.clone(),
             results_url.clone(),
             stats.clone(),
             live.clone(),
+            visibility.clone(),
             stop.clone(),
         );
         set.spawn(async move {
@@ -362,11 +402,17 @@ fn spawn_readers(
                     _ = tokio::time::sleep_until(due.into()) => {}
                     _ = stop.changed() => return,
                 }
-                let ok = match http.get(&url).send().await {
-                    Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-                    Err(_) => false,
+                let body = match http.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => r.bytes().await.ok(),
+                    _ => None,
                 };
                 stats.record_latency(Endpoint::Results, due.elapsed());
+                let ok = body.is_some();
+                if let Some(doc) = body.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
+                    for took in visibility.observed(Source::Api, &doc, Instant::now()) {
+                        stats.record_latency(Endpoint::VisibleInResults, took);
+                    }
+                }
                 if !ok {
                     live.results_errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -383,11 +429,12 @@ fn spawn_readers(
     };
     let stream_url = format!("{results_url}/stream");
     for _ in 0..settings.sse_clients {
-        let (http, url, stats, live, mut stop) = (
+        let (http, url, stats, live, visibility, mut stop) = (
             sse_http.clone(),
             stream_url.clone(),
             stats.clone(),
             live.clone(),
+            visibility.clone(),
             stop.clone(),
         );
         set.spawn(async move {
@@ -404,7 +451,12 @@ fn spawn_readers(
             loop {
                 tokio::select! {
                     event = events.next() => match event {
-                        Some(Ok(_)) => {
+                        Some(Ok(event)) => {
+                            if let Ok(doc) = serde_json::from_str::<Value>(&event.data) {
+                                for took in visibility.observed(Source::Stream, &doc, Instant::now()) {
+                                    stats.record_latency(Endpoint::VisibleInStream, took);
+                                }
+                            }
                             if first {
                                 stats.record_latency(Endpoint::StreamFirstEvent, began.elapsed());
                                 first = false;

@@ -8,6 +8,7 @@ pub mod report;
 pub mod stats;
 pub mod tokens;
 pub mod verdict;
+pub mod visibility;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

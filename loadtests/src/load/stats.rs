@@ -33,6 +33,10 @@ pub enum Endpoint {
     Results,
     /// `GET /api/v1/results/{id}/stream`: connect to first event.
     StreamFirstEvent,
+    /// From a vote's 202 until a results poller's answer includes it ([`super::visibility`]).
+    VisibleInResults,
+    /// From a vote's 202 until an SSE event includes it.
+    VisibleInStream,
 }
 
 impl Endpoint {
@@ -41,6 +45,8 @@ impl Endpoint {
             Endpoint::Vote => "POST /api/v1/votes",
             Endpoint::Results => "GET /api/v1/results/{id}",
             Endpoint::StreamFirstEvent => "GET /api/v1/results/{id}/stream (first event)",
+            Endpoint::VisibleInResults => "202 -> in GET /api/v1/results/{id}",
+            Endpoint::VisibleInStream => "202 -> in the SSE stream",
         }
     }
 }

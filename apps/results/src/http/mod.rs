@@ -270,7 +270,7 @@ pub struct StreamConfig {
 impl Default for StreamConfig {
     fn default() -> Self {
         Self {
-            update_interval: Duration::from_secs(1),
+            update_interval: Duration::from_millis(200),
             heartbeat: Duration::from_secs(15),
         }
     }

@@ -77,7 +77,7 @@ pub struct ResultsDoc {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StreamEvent {
     /// `SNAPSHOT` (first, and first again after a reconnect with `Last-Event-ID`),
-    /// `VOTE_UPDATE` (counts changed, at most once a second), `STATUS_CHANGE` (status,
+    /// `VOTE_UPDATE` (counts changed, at most once per `LIVEVOTE_RESULTS_STREAM_UPDATE_MS`, 200 ms by default), `STATUS_CHANGE` (status,
     /// `final` or embargo changed, at once) or `HEARTBEAT` (every 15 s by default).
     #[schema(pattern = r"^(SNAPSHOT|VOTE_UPDATE|STATUS_CHANGE|HEARTBEAT)$")]
     pub event: String,
@@ -266,7 +266,8 @@ pub async fn live(
 /// The stream of an election's results (Server-Sent Events).
 ///
 /// Events: `SNAPSHOT` (first, and first again after a reconnect with
-/// `Last-Event-ID`), `VOTE_UPDATE` (counts changed; at most one per second),
+/// `Last-Event-ID`), `VOTE_UPDATE` (counts changed; at most one per
+/// `LIVEVOTE_RESULTS_STREAM_UPDATE_MS`, 200 ms by default),
 /// `STATUS_CHANGE` (status, `final` or embargo changed; at once), each with
 /// the full results document and its sequence number as the event id; and
 /// `HEARTBEAT` every 15 s. All clients of one election share one read of the
@@ -317,10 +318,17 @@ pub async fn stream(
 }
 
 fn event(kind: &'static str, p: &Published, resumed_from: Option<String>) -> Event {
-    let mut doc = document(&p.results);
-    doc.seq = Some(p.seq);
-    doc.resumed_from = resumed_from;
-    let data = serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into());
+    let render = |resumed_from| {
+        let mut doc = document(&p.results);
+        doc.seq = Some(p.seq);
+        doc.resumed_from = resumed_from;
+        serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into())
+    };
+    // Every client of the election is sent the same document: written once.
+    let data = match resumed_from {
+        None => p.rendered.get_or_init(|| render(None)).clone(),
+        Some(from) => render(Some(from)),
+    };
     Event::default().event(kind).id(p.seq.to_string()).data(data)
 }
 

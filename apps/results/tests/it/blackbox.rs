@@ -997,7 +997,11 @@ fn reads_of(metrics: &str, election: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_sends_a_snapshot_paced_updates_status_changes_heartbeats_and_resumes() {
     let s = Stack::new().await;
-    let app = s.start(&[("LIVEVOTE_RESULTS_HEARTBEAT_SECS", "2")]);
+    // Updates paced at one a second here (200 ms by default), so the pacing is plain to see.
+    let app = s.start(&[
+        ("LIVEVOTE_RESULTS_HEARTBEAT_SECS", "2"),
+        ("LIVEVOTE_RESULTS_STREAM_UPDATE_MS", "1000"),
+    ]);
     let (admin, h) = (s.admin_token(), &s.http);
     let e = create_election(&s, &app, &["Ada", "Grace"], true, json!({})).await;
     let (id, eid) = (e["electionId"].as_str().unwrap().to_owned(), election_id(&e));
