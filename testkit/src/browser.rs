@@ -143,23 +143,47 @@ impl Browser {
             .unwrap_or_else(|e| panic!("looking for {css}: {e}"))
     }
 
+    /// `read` of the first element matching `css`. A page that re-renders
+    /// (the audit and on-air pages refresh themselves) can replace the
+    /// element between finding and reading it: it is then found again.
+    async fn read<T, F, Fut>(&self, css: &str, what: &str, read: F) -> T
+    where
+        F: Fn(Element) -> Fut,
+        Fut: Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let mut tries = 0;
+        loop {
+            match read(self.find(css).await).await {
+                Ok(value) => return value,
+                Err(e) if e.is_stale_element_reference() && tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{what} of {css}: {e}"),
+            }
+        }
+    }
+
     /// Attribute `name` of the first element matching `css`.
     pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
-        self.find(css).await.attr(name).await.expect("an attribute")
+        self.read(css, "an attribute", |e| async move { e.attr(name).await })
+            .await
     }
 
     /// The rendered text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> String {
-        self.find(css).await.text().await.expect("an element's text")
+        self.read(css, "an element's text", |e| async move { e.text().await })
+            .await
     }
 
     /// The computed value of CSS property `property` of the first element matching `css`.
     pub async fn style(&self, css: &str, property: &str) -> String {
-        self.find(css)
-            .await
-            .css_value(property)
-            .await
-            .expect("a computed style")
+        self.read(
+            css,
+            "a computed style",
+            |e| async move { e.css_value(property).await },
+        )
+        .await
     }
 
     /// Ends the session (Chromium quits) and the driver.
