@@ -101,6 +101,8 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(settings.max_in_flight.min(4096))
+        // The vote API never redirects; following redirects costs a layer per request.
+        .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let stats = Arc::new(Stats::new());
     let live = Arc::new(Live::default());
@@ -153,7 +155,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             anyhow::Ok(())
         })
     });
-    let votes_url: Arc<str> = format!("{}/api/v1/votes", api.ingestion_url).into();
+    // Parsed once: reqwest would parse a string URL again for every request.
+    let votes_url: reqwest::Url = format!("{}/api/v1/votes", api.ingestion_url)
+        .parse()
+        .with_context(|| format!("ingestion URL {:?}", api.ingestion_url))?;
     let mut tasks = JoinSet::new();
     let cpu_before = cpu_snapshot();
     for attempt in &plan.attempts {
@@ -326,12 +331,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Sends one vote; the outcome, and the vote id of a 202.
 async fn send_vote(
     http: &reqwest::Client,
-    url: &str,
+    url: &reqwest::Url,
     token: &str,
     body: String,
 ) -> (Outcome, Option<String>) {
     let response = http
-        .post(url)
+        .post(url.clone())
         .bearer_auth(token)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
@@ -453,6 +458,9 @@ fn spawn_readers(
                     event = events.next() => match event {
                         Some(Ok(event)) => {
                             if let Ok(doc) = serde_json::from_str::<Value>(&event.data) {
+                                if let Some(age) = event_age(&doc, chrono::Utc::now()) {
+                                    stats.record_latency(Endpoint::StreamEventAge, age);
+                                }
                                 for took in visibility.observed(Source::Stream, &doc, Instant::now()) {
                                     stats.record_latency(Endpoint::VisibleInStream, took);
                                 }
@@ -474,6 +482,18 @@ fn spawn_readers(
             }
         });
     }
+}
+
+/// How old a results document is at `now`: from its `asOf` (when the
+/// service read the counts; same host clock as ours) until now. None for a
+/// document without one (heartbeats).
+fn event_age(doc: &Value, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let as_of = chrono::DateTime::parse_from_rfc3339(doc["asOf"].as_str()?).ok()?;
+    Some(
+        (now - as_of.with_timezone(&chrono::Utc))
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// Reads the resident memory of every process the local stack recorded, every `every`.
@@ -700,5 +720,24 @@ fn answers_check(
             wrong.len()
         ),
         ids: wrong,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_events_age_runs_from_its_as_of_and_heartbeats_have_none() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-04T20:00:01.250000Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let doc = serde_json::json!({"asOf": "2026-12-04T20:00:01.000000Z", "totals": []});
+        assert_eq!(event_age(&doc, now), Some(Duration::from_millis(250)));
+        // A reading stamped after our clock (never by much on one host) is age zero, not an error.
+        let ahead = serde_json::json!({"asOf": "2026-12-04T20:00:02Z"});
+        assert_eq!(event_age(&ahead, now), Some(Duration::ZERO));
+        assert_eq!(event_age(&serde_json::json!({"streams": 3}), now), None);
+        assert_eq!(event_age(&serde_json::json!({"asOf": "yesterday"}), now), None);
     }
 }

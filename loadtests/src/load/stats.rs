@@ -37,6 +37,10 @@ pub enum Endpoint {
     VisibleInResults,
     /// From a vote's 202 until an SSE event includes it.
     VisibleInStream,
+    /// Every SSE client, every event: from the event's `asOf` (when the
+    /// service read the counts) until this client had it. With many
+    /// clients this is the fan-out delay each one sees.
+    StreamEventAge,
 }
 
 impl Endpoint {
@@ -47,6 +51,7 @@ impl Endpoint {
             Endpoint::StreamFirstEvent => "GET /api/v1/results/{id}/stream (first event)",
             Endpoint::VisibleInResults => "202 -> in GET /api/v1/results/{id}",
             Endpoint::VisibleInStream => "202 -> in the SSE stream",
+            Endpoint::StreamEventAge => "SSE event age on arrival (asOf -> each client)",
         }
     }
 }
