@@ -89,6 +89,24 @@ pub trait VoteDedup: Send + Sync + 'static {
     /// [`DedupError::Unavailable`]; on error the caller MUST assume nothing was claimed.
     fn claim(&self, claim: &Claim) -> impl Future<Output = Result<ClaimOutcome, DedupError>> + Send;
 
+    /// [`VoteDedup::claim`] for many claims at once (the votes of one batch),
+    /// one answer per claim in order; two claims of one voter in a batch are
+    /// decided in order (the first wins). Each claim is still its own atomic
+    /// step; adapters SHOULD send them in as few round trips as the store
+    /// allows. The default claims them one by one.
+    fn claim_many(
+        &self,
+        claims: &[Claim],
+    ) -> impl Future<Output = Vec<Result<ClaimOutcome, DedupError>>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(claims.len());
+            for claim in claims {
+                answers.push(self.claim(claim).await);
+            }
+            answers
+        }
+    }
+
     /// If the claim is still this vote's and pending: makes it accepted
     /// (kept 48 h by default) and adds one to the live tally of its candidate,
     /// in one atomic step. Confirming an already accepted claim of the same
@@ -98,6 +116,23 @@ pub trait VoteDedup: Send + Sync + 'static {
     /// [`DedupError::Unavailable`]; the tally may then be short by this vote,
     /// which reconciliation shows as a surplus, never as a loss.
     fn confirm(&self, claim: &Claim) -> impl Future<Output = Result<ConfirmOutcome, DedupError>> + Send;
+
+    /// [`VoteDedup::confirm`] for many claims at once (the votes of one
+    /// publish call), one answer per claim in order. Each claim is still its
+    /// own atomic step; adapters SHOULD send them in as few round trips as
+    /// the store allows. The default confirms them one by one.
+    fn confirm_many(
+        &self,
+        claims: &[Claim],
+    ) -> impl Future<Output = Vec<Result<ConfirmOutcome, DedupError>>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(claims.len());
+            for claim in claims {
+                answers.push(self.confirm(claim).await);
+            }
+            answers
+        }
+    }
 
     /// Deletes the claim if it is still this vote's and pending; returns whether it did.
     ///

@@ -11,13 +11,14 @@
 //! | key | type | TTL | what |
 //! |---|---|---|---|
 //! | `P:{e:E:S}:v:<voter>` | string | 30 s pending, 48 h accepted | the voter's claim |
-//! | `P:{e:E:S}:tally` | hash `candidate -> count` | none | live accepted votes of the voters of shard S |
+//! | `P:{e:E:S}:tally` | hash `candidate -> count` | none | live accepted votes confirmed in slot `{e:E:S}` (the sum over S is the election's tally) |
 //! | `P:election:E` | hash | [`RedisConfig::election_cache_ttl`] | cached election (see [`RedisElectionCache`]) |
 //! | `P:elections:changes` | pub/sub channel | - | `<kind> <election id>` per change |
 //!
 //! `{e:E:S}` is a Redis Cluster hash tag: one hot election spreads over N
 //! slots, and a voter's claim and the tally shard its confirm bumps live in
-//! the same slot, so each script below touches exactly one slot.
+//! the same slot, so each script below touches exactly one slot. (On a single
+//! server, a confirm call's counts all go to the shard of its first claim.)
 //!
 //! A claim's value is `<state>:<vote id>:<accepted at>:<idempotency key>`,
 //! with state `P` (pending) or `A` (accepted); the vote id is the 36-character
@@ -27,18 +28,19 @@
 //!
 //! # Commands and scripts
 //!
-//! - **claim** ([`CLAIM_MANY_LUA`], keys: claims): per claim,
-//!   `SET claim <P:...> NX PX <pending ttl> GET`, which either creates the
-//!   pending claim or returns the existing one untouched. `NX` together with
-//!   `GET` needs Redis >= 7.0; [`RedisStore::connect`] checks this at
-//!   start-up. A claim retried after a lost reply finds its own vote id and
-//!   counts as claimed.
-//! - **confirm** ([`CONFIRM_MANY_LUA`], keys: claim and tally per vote): per
-//!   claim, if it still carries this vote id: when pending, rewrite it as
-//!   accepted with the long TTL and `HINCRBY` the candidate in the tally
-//!   shard, in one atomic step; when already accepted, change nothing.
-//!   Answers 2 (confirmed now), 1 (was already confirmed) or 0 (not ours:
-//!   expired or taken over).
+//! - **claim** (key: the claim): `SET claim <P:...> NX PX <pending ttl> GET`,
+//!   one native command per claim, which either creates the pending claim or
+//!   returns the existing one untouched. `NX` together with `GET` needs
+//!   Redis >= 7.0; [`RedisStore::connect`] checks this at start-up. A claim
+//!   retried after a lost reply finds its own vote id and counts as claimed.
+//! - **confirm** ([`CONFIRM_MANY_LUA`], keys: the claims of one slot and one
+//!   tally shard): per claim, if it still carries this vote id and is
+//!   pending, rewrite it as accepted with the long TTL and count the vote;
+//!   when already accepted, change nothing. The votes counted are then added
+//!   to the tally shard with one `HINCRBY` per candidate. A script runs as a
+//!   whole, so each claim's change and its count are one atomic step for
+//!   every other client. Answers 2 (confirmed now), 1 (was already
+//!   confirmed) or 0 (not ours: expired or taken over).
 //! - **release** ([`RELEASE_LUA`], key: claim): delete the claim only if it is
 //!   still pending and carries this vote id.
 //! - **live tallies**: `HGETALL` of the N tally shards in one pipeline, summed.
@@ -51,18 +53,20 @@
 //!
 //! # Batching
 //!
-//! Claims and confirms are group-committed: [`RedisStore`]'s `claim` and
-//! `confirm` hand the vote to a batcher, and the claims (or confirms) that
-//! are waiting when a call slot frees up go out as one script call, up to
-//! [`RedisConfig::max_batch`] votes, one drain at a time for claims and one
-//! for confirms (the groups of a drain run in parallel). Nothing waits for a batch to fill: a lone vote goes out at once,
-//! and under load the batches grow by themselves, so Redis runs one script
-//! for many votes instead of two commands per vote (issue 20). Each vote is
-//! still its own atomic step inside the script; a script runs as a whole, so
-//! another client never sees half a batch. With Redis Cluster a batch is
-//! split by hash tag (`{e:E:S}`), one call per slot; on a single server one
-//! call takes them all. A failed call fails the votes of its group only, and
-//! each caller gets the same error it would have got from its own command.
+//! Claims and confirms come in batches from their caller: ingestion claims,
+//! publishes and confirms the votes of one batch together (`claim_many`,
+//! `confirm_many`). The claims of a batch go out together as native
+//! commands; its confirms as one script call on a single server, one per
+//! hash tag (`{e:E:S}`, one slot) under Redis Cluster. A failed call fails
+//! the votes of its call only, and each caller gets the same error it would
+//! have got from its own command.
+//!
+//! Measured with `ingest-bench` (README, issue 20): plain commands in a
+//! pipeline cost Redis far less than the same commands inside a script, and
+//! each round trip costs Redis more than a command does, so a script is used
+//! only where a vote's step needs a condition (confirm, release), there it
+//! runs one command per vote plus one per candidate, and every round trip
+//! carries a whole batch.
 //!
 //! # Production settings
 //!
@@ -72,7 +76,6 @@
 //! vote: PostgreSQL holds every persisted vote and the live tallies can be
 //! rebuilt from it.
 
-mod batch;
 mod dedup;
 mod elections;
 mod keys;
@@ -86,7 +89,7 @@ use fred::prelude::{
 use livevote_domain::TallyShard;
 use livevote_ports::DedupError;
 
-pub use dedup::{CLAIM_MANY_LUA, CONFIRM_MANY_LUA, RELEASE_LUA, REPLACE_LUA, decode_claim, encode_claim};
+pub use dedup::{CONFIRM_MANY_LUA, RELEASE_LUA, REPLACE_LUA, decode_claim, encode_claim};
 pub use elections::{CACHE_LUA, RedisChanges, RedisElectionCache, follow_changes};
 
 /// How to reach Redis and how to lay out keys.
@@ -108,8 +111,6 @@ pub struct RedisConfig {
     pub election_cache_ttl: Duration,
     /// A command that gets no answer within this time fails as unavailable.
     pub command_timeout: Duration,
-    /// Most claims (or confirms) sent in one script call (crate docs, "Batching").
-    pub max_batch: usize,
 }
 
 impl Default for RedisConfig {
@@ -123,7 +124,6 @@ impl Default for RedisConfig {
             accepted_ttl: Duration::from_secs(48 * 3600),
             election_cache_ttl: Duration::from_secs(60),
             command_timeout: Duration::from_secs(1),
-            max_batch: 256,
         }
     }
 }
@@ -151,8 +151,8 @@ pub struct RedisStore {
     fred_config: Config,
     keys: keys::Keys,
     scripts: dedup::Scripts,
-    claims: dedup::ClaimBatcher,
-    confirms: dedup::ConfirmBatcher,
+    /// Whether the server is a Redis Cluster: confirms then go out one script call per slot.
+    clustered: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -191,10 +191,8 @@ impl RedisStore {
             .build_pool(config.pool_size)
             .map_err(|e| ConnectError::Config(e.to_string()))?;
         pool.init().await.map_err(ConnectError::Unreachable)?;
-        let (claims, confirms) = dedup::start_batchers(&pool, &config, fred_config.server.is_clustered());
         let store = Self {
-            claims,
-            confirms,
+            clustered: fred_config.server.is_clustered(),
             pool,
             keys: keys::Keys::new(&config.key_prefix, config.shards),
             scripts: dedup::Scripts::default(),

@@ -120,6 +120,7 @@ impl App {
                     max_batch: config.publish_max_batch,
                     linger: config.publish_linger,
                     max_in_flight: config.publish_in_flight,
+                    ..PublisherConfig::default()
                 },
                 cast: CastConfig {
                     // Answered before the request timeout cuts the reply off.

@@ -2,9 +2,9 @@
 //!
 //! [`CastVoteService`] runs steps 2-8 of ARCHITECTURE.md's flow of one vote for one request: election from
 //! the in-memory [`ElectionCache`], the domain's `accept`, the optional human
-//! check, the dedup claim, hand-off to the micro-batching [`VoteBatcher`], then
-//! confirm (or release on failure). A vote is answered as accepted only after
-//! the queue acknowledged it.
+//! check, then hand-off to the [`VoteBatcher`], the pipeline that claims,
+//! publishes and confirms (or releases) a whole batch of votes at a time. A
+//! vote is answered as accepted only after the queue acknowledged it.
 //!
 //! [`http`] is the HTTP edge (routes, errors, limits, OpenAPI), [`app`] wires
 //! configuration and adapters into a running service, and `main.rs` is the
@@ -22,5 +22,5 @@ pub mod service;
 pub mod wiring;
 
 pub use cache::{CacheConfig, ElectionCache};
-pub use publisher::{PublishError, PublisherConfig, VoteBatcher};
+pub use publisher::{Casting, PublishError, PublisherConfig, Settled, VoteBatcher};
 pub use service::{CastConfig, CastReceipt, CastVote, CastVoteError, CastVoteService, MyVote};

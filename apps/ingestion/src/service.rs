@@ -10,28 +10,25 @@
 //!    the voter can try again;
 //! 5. confirm turns the claim into "accepted" and bumps the live tally.
 //!
-//! Steps 4-5 run in their own task: if the client disconnects mid-way, the
-//! vote's fate is still settled (confirmed or released) rather than left as
-//! a pending claim that blocks the voter until it expires.
+//! Steps 4-5 run in the publish batch's task ([`crate::publisher`]), not in
+//! the request's: if the client disconnects mid-way, the vote's fate is
+//! still settled (confirmed or released) rather than left as a pending claim
+//! that blocks the voter until it expires.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::Retryable;
-
 use livevote_domain::{
-    CandidateId, CorrelationId, ElectionId, IdempotencyKey, Rejection, Timestamp, VoteId, VoteRecord,
-    VoterId, accept,
+    CandidateId, CorrelationId, ElectionId, IdempotencyKey, Rejection, Timestamp, VoteId, VoterId, accept,
 };
 use livevote_ports::{
-    CatalogError, Claim, ClaimOutcome, ClaimState, Clock, ConfirmOutcome, DedupError, ElectionCatalog,
-    HumanCheck, HumanVerdict, MetricEvent, Metrics, RejectReason, VoteDedup,
+    CatalogError, Claim, ClaimState, Clock, DedupError, ElectionCatalog, HumanCheck, HumanVerdict,
+    MetricEvent, Metrics, RejectReason, VoteDedup,
 };
 
 use crate::cache::ElectionCache;
-use crate::faults::crash_point;
-use crate::publisher::{PublishError, Publishing, VoteBatcher};
+use crate::publisher::{Casting, PublishError, Settled, VoteBatcher};
 
 /// A request to cast a vote, parsed at the edge.
 #[derive(Debug, Clone)]
@@ -126,26 +123,17 @@ pub struct MyVote {
     pub accepted_at: Timestamp,
 }
 
-/// How the claim step ended.
-enum Claimed {
-    /// A new claim: the vote goes on to the queue.
-    Fresh(Claim, VoteRecord),
-    /// A retry of an accepted vote (same idempotency key): its original receipt.
-    Replay(CastReceipt),
-}
-
 /// Cast-vote settings.
 #[derive(Debug, Clone, Copy)]
 pub struct CastConfig {
     /// How long a retry (same idempotency key) waits for the original
     /// attempt, still pending, to settle before answering 503.
     pub replay_wait: Duration,
-    /// Longest wait for one dedup call (claim, confirm, release); a Redis
-    /// that does not answer must not hold the request until its timeout.
+    /// Longest wait for the election catalog; a store that does not answer
+    /// must not hold the request until its timeout. Also the time left for
+    /// the confirm when the queue's answer is waited for. (The claim and
+    /// confirm calls themselves are bounded by `PublisherConfig::dedup_timeout`.)
     pub dedup_timeout: Duration,
-    /// How long a confirm that failed after the queue took the vote is
-    /// retried in the background (keep it under the pending claim's life, 30 s).
-    pub confirm_retry_for: Duration,
     /// Longest a vote takes to be answered (keep it under the request
     /// timeout): past it, a vote not yet handed to the queue is refused, one
     /// handed over is answered VOTE_PENDING.
@@ -162,7 +150,6 @@ impl Default for CastConfig {
             replay_wait: Duration::from_secs(2),
             dedup_timeout: Duration::from_millis(1500),
             answer_within: Duration::from_secs(8),
-            confirm_retry_for: Duration::from_secs(25),
             publish_timeout: Duration::from_secs(5),
         }
     }
@@ -251,51 +238,86 @@ where
     }
 
     /// Steps 3-9 within `answer_within`: before the vote is handed to the
-    /// queue, running out of time refuses it (503, nothing queued); after,
-    /// the answer is 202 or, when the queue has not answered yet, VOTE_PENDING
-    /// (never a plain 503 for a vote that may be stored).
+    /// pipeline, running out of time refuses it (503, nothing claimed or
+    /// queued); after, the answer is 202, 409 or, when the pipeline has not
+    /// answered yet, VOTE_PENDING (never a plain 503 for a vote that may be
+    /// stored).
     async fn cast_inner(&self, cmd: CastVote) -> Result<CastReceipt, CastVoteError> {
-        let deadline = tokio::time::Instant::now() + self.inner.config.answer_within;
-        let (claim, record) = match tokio::time::timeout_at(deadline, self.claim_step(cmd)).await {
-            Ok(Ok(Claimed::Fresh(claim, record))) => (claim, record),
-            Ok(Ok(Claimed::Replay(receipt))) => return Ok(receipt),
-            Ok(Err(e)) => return Err(e),
+        let inner = &self.inner;
+        let deadline = tokio::time::Instant::now() + inner.config.answer_within;
+        let (correlation_id, key) = (cmd.correlation_id.clone(), cmd.idempotency_key.clone());
+        let claim = match tokio::time::timeout_at(deadline, self.admit(cmd)).await {
+            Ok(admitted) => admitted?,
             Err(_) => {
                 return Err(CastVoteError::Unavailable {
                     what: "vote path",
                     source: anyhow::anyhow!(
-                        "no claim within {} ms",
-                        self.inner.config.answer_within.as_millis()
+                        "not admitted within {} ms",
+                        inner.config.answer_within.as_millis()
                     ),
                 });
             }
         };
-        // Steps 7-8 in their own task, so a vanished client cannot leave them
-        // half done. When the queue is slow to answer for a vote it may still
-        // take, the task says so at once and goes on to settle the claim.
-        let vote_id = claim.vote.vote_id;
-        let service = self.clone();
-        let (unsure_tx, unsure) = tokio::sync::oneshot::channel();
-        let mut tail = tokio::spawn(async move {
-            service
-                .publish_and_confirm(claim, record, deadline, unsure_tx)
+        let (vote_id, accepted_at) = (claim.vote.vote_id, claim.vote.accepted_at);
+        // Steps 6-8 in the pipeline. A retry of a pending attempt (same
+        // idempotency key) waits for that attempt to settle, then replays it.
+        let replay_until = tokio::time::Instant::now() + inner.config.replay_wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let limit = inner
+                .config
+                .publish_timeout
+                .min(left.saturating_sub(inner.config.dedup_timeout))
+                .max(Duration::from_millis(10));
+            let outcome = match inner
+                .batcher
+                .cast_within(claim.clone(), correlation_id.clone(), limit)
                 .await
-        });
-        tokio::select! {
-            joined = &mut tail => match joined {
-                Ok(result) => result,
-                Err(join) => Err(CastVoteError::Unavailable {
-                    what: "vote task",
-                    source: anyhow::Error::new(join),
-                }),
-            },
-            Ok(()) = unsure => Err(CastVoteError::QueueUnanswered { vote_id }),
-            () = tokio::time::sleep_until(deadline) => Err(CastVoteError::QueueUnanswered { vote_id }),
+            {
+                Casting::Done(outcome) => outcome,
+                Casting::InFlight => {
+                    tracing::warn!(%vote_id, "the pipeline is slow to answer; answering VOTE_PENDING and settling later");
+                    return Err(CastVoteError::QueueUnanswered { vote_id });
+                }
+            };
+            let existing = match outcome {
+                Ok(Settled::Accepted) => {
+                    return Ok(CastReceipt {
+                        vote_id,
+                        accepted_at,
+                        replayed: false,
+                    });
+                }
+                Ok(Settled::Held(existing)) => existing,
+                Err(e) => return Err(refused(e, vote_id)),
+            };
+            if !existing.is_retry_of(key.as_ref()) {
+                return Err(CastVoteError::AlreadyVoted {
+                    vote_id: existing.vote_id,
+                    accepted_at: existing.accepted_at,
+                });
+            }
+            if existing.state == ClaimState::Accepted {
+                return Ok(CastReceipt {
+                    vote_id: existing.vote_id,
+                    accepted_at: existing.accepted_at,
+                    replayed: true,
+                });
+            }
+            // The original is still being published: never answer 202 for it before the queue has.
+            if tokio::time::Instant::now() >= replay_until {
+                return Err(CastVoteError::Unavailable {
+                    what: "vote still in progress",
+                    source: anyhow::anyhow!("the original request with this idempotency key has not settled"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    /// Steps 3-6: the election, the rules, the human check and the claim.
-    async fn claim_step(&self, cmd: CastVote) -> Result<Claimed, CastVoteError> {
+    /// Steps 3-5: the election, the rules and the human check. Nothing is
+    /// claimed or changed here.
+    async fn admit(&self, cmd: CastVote) -> Result<Claim, CastVoteError> {
         let inner = &self.inner;
         // Step 3: the election.
         let election = tokio::time::timeout(inner.config.dedup_timeout, inner.elections.get(cmd.election_id))
@@ -308,14 +330,8 @@ where
             .ok_or(CastVoteError::ElectionNotFound(cmd.election_id))?;
         // Step 4: the rules.
         let now = inner.clock.now();
-        let vote = accept(
-            &election,
-            VoteId::generate(),
-            cmd.voter.clone(),
-            cmd.candidate_id,
-            now,
-        )
-        .map_err(CastVoteError::Rejected)?;
+        let vote = accept(&election, VoteId::generate(), cmd.voter, cmd.candidate_id, now)
+            .map_err(CastVoteError::Rejected)?;
         // Step 5: human check, before anything is claimed; fail closed.
         if election.captcha_required() {
             let token = cmd
@@ -334,157 +350,10 @@ where
                 }
             }
         }
-        let claim = Claim {
+        Ok(Claim {
             vote,
-            idempotency_key: cmd.idempotency_key.clone(),
-        };
-        let record = VoteRecord {
-            vote: claim.vote.clone(),
-            correlation_id: cmd.correlation_id.clone(),
-        };
-        // Step 6: the claim. A retry of a pending attempt waits for it to settle.
-        let deadline = tokio::time::Instant::now() + inner.config.replay_wait;
-        loop {
-            match bounded(inner.config.dedup_timeout, inner.dedup.claim(&claim))
-                .await
-                .map_err(CastVoteError::dedup)?
-            {
-                ClaimOutcome::Claimed => break,
-                ClaimOutcome::Held(existing) if existing.is_retry_of(cmd.idempotency_key.as_ref()) => {
-                    if existing.state == ClaimState::Accepted {
-                        return Ok(Claimed::Replay(CastReceipt {
-                            vote_id: existing.vote_id,
-                            accepted_at: existing.accepted_at,
-                            replayed: true,
-                        }));
-                    }
-                    // The original is still being published: never answer 202 for it before the queue has.
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(CastVoteError::Unavailable {
-                            what: "vote still in progress",
-                            source: anyhow::anyhow!(
-                                "the original request with this idempotency key has not settled"
-                            ),
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                ClaimOutcome::Held(existing) => {
-                    return Err(CastVoteError::AlreadyVoted {
-                        vote_id: existing.vote_id,
-                        accepted_at: existing.accepted_at,
-                    });
-                }
-            }
-        }
-        crash_point!("ingestion-after-claim");
-        Ok(Claimed::Fresh(claim, record))
-    }
-
-    async fn publish_and_confirm(
-        &self,
-        claim: Claim,
-        record: VoteRecord,
-        deadline: tokio::time::Instant,
-        unsure: tokio::sync::oneshot::Sender<()>,
-    ) -> Result<CastReceipt, CastVoteError> {
-        let inner = &self.inner;
-        let vote_id = claim.vote.vote_id;
-        // Leave time for the confirm before the request must be answered.
-        let left = deadline
-            .saturating_duration_since(tokio::time::Instant::now())
-            .saturating_sub(inner.config.dedup_timeout);
-        let limit = inner
-            .config
-            .publish_timeout
-            .min(left)
-            .max(Duration::from_millis(10));
-        let published = match inner.batcher.publish_within(record, limit).await {
-            Publishing::Done(result) => result,
-            Publishing::Sending(wait) => {
-                tracing::warn!(%vote_id, "the queue is slow to acknowledge; answering VOTE_PENDING and settling later");
-                // The request may already be gone; the claim is settled all the same.
-                unsure.send(()).ok();
-                wait.outcome().await
-            }
-        };
-        if let Err(e) = published {
-            // Not acknowledged: give the claim back so the voter can try again.
-            match bounded(inner.config.dedup_timeout, inner.dedup.release(&claim)).await {
-                Ok(_) => inner.metrics.record(MetricEvent::ClaimReleased),
-                Err(release_error) => {
-                    tracing::warn!(%vote_id, error = %release_error, "could not release claim; it will expire");
-                }
-            }
-            return Err(match e {
-                PublishError::Overloaded => CastVoteError::Overloaded,
-                PublishError::Closed => CastVoteError::Unavailable {
-                    what: "vote publisher",
-                    source: anyhow::anyhow!("shutting down"),
-                },
-                PublishError::Queue(q) => CastVoteError::Unavailable {
-                    what: "vote queue",
-                    source: anyhow::Error::new(q),
-                },
-                e @ PublishError::TimedOut(_) => CastVoteError::Unavailable {
-                    what: "vote queue",
-                    source: anyhow::Error::new(e),
-                },
-            });
-        }
-        crash_point!("ingestion-after-publish");
-        // The queue has it: from here on the vote is durable and is answered 202.
-        // A missed confirm still answers 202: the vote is persisted all the
-        // same and reconciliation shows it as surplus, never as loss.
-        let election = claim.vote.election_id;
-        match bounded(inner.config.dedup_timeout, inner.dedup.confirm(&claim)).await {
-            Ok(ConfirmOutcome::Confirmed) => inner
-                .metrics
-                .record(MetricEvent::VotesAccepted { election, count: 1 }),
-            Ok(ConfirmOutcome::NotHeld) => inner.metrics.record(MetricEvent::ConfirmMissed),
-            Err(e) => {
-                // The vote is queued and answered 202 all the same; the confirm is
-                // retried in the background while the pending claim lives, so a
-                // Redis that comes back soon still gets the claim and the live tally right.
-                tracing::warn!(%vote_id, error = %e, "confirm failed after the queue acknowledged the vote; retrying");
-                let (service, claim) = (self.clone(), claim.clone());
-                tokio::spawn(async move { service.confirm_later(claim).await });
-            }
-        }
-        crash_point!("ingestion-after-confirm");
-        Ok(CastReceipt {
-            vote_id,
-            accepted_at: claim.vote.accepted_at,
-            replayed: false,
+            idempotency_key: cmd.idempotency_key,
         })
-    }
-
-    /// Retries a failed confirm every 500 ms for `confirm_retry_for` (less
-    /// than the pending claim's life); a confirm that never lands is a missed
-    /// confirm: the vote counts once stored, and reconciliation shows the
-    /// live tally's shortfall as a surplus, never as a loss.
-    async fn confirm_later(&self, claim: Claim) {
-        let inner = &self.inner;
-        let election = claim.vote.election_id;
-        let every = Duration::from_millis(500);
-        let tries = (inner.config.confirm_retry_for.as_millis() / every.as_millis()).max(1) as usize;
-        tokio::time::sleep(every).await;
-        let confirmed = (|| bounded(inner.config.dedup_timeout, inner.dedup.confirm(&claim)))
-            .retry(
-                backon::ConstantBuilder::default()
-                    .with_delay(every)
-                    .with_max_times(tries - 1),
-            )
-            .await;
-        if let Ok(ConfirmOutcome::Confirmed) = confirmed {
-            tracing::info!(vote_id = %claim.vote.vote_id, "confirm landed on retry");
-            inner
-                .metrics
-                .record(MetricEvent::VotesAccepted { election, count: 1 });
-            return;
-        }
-        tracing::warn!(vote_id = %claim.vote.vote_id, "confirm missed: the live tally stays short of this stored vote");
-        inner.metrics.record(MetricEvent::ConfirmMissed);
     }
 
     /// The caller's accepted vote in an election, if any. A pending claim is
@@ -510,17 +379,24 @@ where
     }
 }
 
-/// A dedup call bounded by `limit`; a call that does not answer in time is an
-/// unavailable store (the command may still run later: a claim then expires).
-async fn bounded<T>(
-    limit: Duration,
-    call: impl Future<Output = Result<T, DedupError>>,
-) -> Result<T, DedupError> {
-    match tokio::time::timeout(limit, call).await {
-        Ok(result) => result,
-        Err(_) => Err(DedupError::Unavailable(anyhow::anyhow!(
-            "no answer within {} ms",
-            limit.as_millis()
-        ))),
+/// The answer for a vote the pipeline did not accept.
+fn refused(e: PublishError, vote_id: VoteId) -> CastVoteError {
+    match e {
+        PublishError::Overloaded => CastVoteError::Overloaded,
+        PublishError::Closed => CastVoteError::Unavailable {
+            what: "vote publisher",
+            source: anyhow::anyhow!("shutting down"),
+        },
+        // It may be queued: the answer is "not known yet", as for a slow queue.
+        PublishError::Abandoned => CastVoteError::QueueUnanswered { vote_id },
+        PublishError::Dedup(d) => CastVoteError::dedup(d),
+        PublishError::Queue(q) => CastVoteError::Unavailable {
+            what: "vote queue",
+            source: anyhow::Error::new(q),
+        },
+        e @ PublishError::TimedOut(_) => CastVoteError::Unavailable {
+            what: "vote queue",
+            source: anyhow::Error::new(e),
+        },
     }
 }

@@ -125,7 +125,7 @@ where
         mut readiness,
     } = adapters;
     let cache = Arc::new(ElectionCache::new(catalog, settings.cache));
-    let (batcher, publisher) = VoteBatcher::start(queue, settings.publisher, metrics.clone());
+    let (batcher, publisher) = VoteBatcher::start(queue, dedup.clone(), settings.publisher, metrics.clone());
     let clock_guard = Arc::new(ClockGuard::new(settings.max_clock_skew));
     // A host that starts with a wrong clock refuses votes from its first request.
     if let Err(e) = clock_guard.check(&reference, &clock).await {

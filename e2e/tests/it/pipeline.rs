@@ -94,13 +94,14 @@ async fn stack(names: &[&str], length: ChronoDuration) -> Stack {
         linger: Duration::from_millis(1),
         ..PublisherConfig::default()
     };
-    let (batcher, _task) = VoteBatcher::start(queue.clone(), publisher, NoMetrics);
+    let claims = Crashable {
+        inner: dedup.clone(),
+        crash_on_confirm: crash_on_confirm.clone(),
+    };
+    let (batcher, _task) = VoteBatcher::start(queue.clone(), claims.clone(), publisher, NoMetrics);
     let cast = CastVoteService::new(
         cache,
-        Crashable {
-            inner: dedup.clone(),
-            crash_on_confirm: crash_on_confirm.clone(),
-        },
+        claims,
         batcher,
         FakeHumanCheck::AlwaysHuman,
         clock.clone(),

@@ -67,7 +67,7 @@ async fn stack(names: &[&str]) -> Stack {
         linger: Duration::from_millis(2),
         ..PublisherConfig::default()
     };
-    let (batcher, _task) = VoteBatcher::start(queue.clone(), publisher, NoMetrics);
+    let (batcher, _task) = VoteBatcher::start(queue.clone(), redis.clone(), publisher, NoMetrics);
     let cast = CastVoteService::new(
         cache,
         redis.clone(),

@@ -224,6 +224,36 @@ impl RedisMeter {
         Ok(counters)
     }
 
+    /// Deletes every key under `prefix` (SCAN + UNLINK); returns how many.
+    async fn delete_prefix(&self, prefix: &str) -> anyhow::Result<usize> {
+        use fred::prelude::{ClientLike, KeysInterface};
+        let mut cursor = "0".to_string();
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (String, Vec<String>) = self
+                .client
+                .custom(
+                    fred::cmd!("SCAN"),
+                    vec![
+                        cursor.clone(),
+                        "MATCH".into(),
+                        format!("{prefix}:*"),
+                        "COUNT".into(),
+                        "1000".into(),
+                    ],
+                )
+                .await?;
+            if !keys.is_empty() {
+                deleted += keys.len();
+                let _: i64 = self.client.unlink(keys).await?;
+            }
+            if next == "0" {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     /// The cost since `start`, per vote.
     async fn cost(&self, start: RedisCounters, votes: usize) -> anyhow::Result<RedisCost> {
         let end = self.read().await?;
@@ -462,14 +492,15 @@ async fn main() -> anyhow::Result<()> {
     let redis_url =
         std::env::var("LIVEVOTE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
     let meter = RedisMeter::connect(&redis_url).await?;
+    // The run's keys are deleted at the end, so that Redis's key space (and
+    // with it the cost of each write while its tables grow) is the same at
+    // the start of every run.
+    let prefix = format!("lvtest-{}", uuid::Uuid::new_v4().simple());
     let ingestion_env: Vec<(String, String)> = [
         ("LIVEVOTE_INGESTION_LISTEN", "127.0.0.1:0".to_string()),
         ("LIVEVOTE_DATABASE_URL", format!("{base}/{db}")),
         ("LIVEVOTE_REDIS_URL", redis_url),
-        (
-            "LIVEVOTE_REDIS_PREFIX",
-            format!("lvtest-{}", uuid::Uuid::new_v4().simple()),
-        ),
+        ("LIVEVOTE_REDIS_PREFIX", prefix.clone()),
         ("LIVEVOTE_SQS_ENDPOINT", sqs_endpoint.clone()),
         ("LIVEVOTE_QUEUE_NAME", queue_name.clone()),
         (
@@ -698,6 +729,8 @@ async fn main() -> anyhow::Result<()> {
         accepted.len() - missing,
         accepted.len()
     );
+    let deleted = meter.delete_prefix(&prefix).await?;
+    eprintln!("deleted the run's {deleted} Redis keys");
     ensure!(missing == 0, "{missing} accepted votes are not in the queue");
     Ok(())
 }

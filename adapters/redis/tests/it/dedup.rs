@@ -186,8 +186,21 @@ async fn a_confirm_after_the_pending_claim_expired_does_not_count() {
     let retry = claim(e, "auth0|slow", c, None);
     assert_eq!(s.claim(&retry).await.unwrap(), ClaimOutcome::Claimed);
     assert_eq!(s.confirm(&slow).await.unwrap(), ConfirmOutcome::NotHeld);
+    // The other attempt's claim is left as it was: its vote, still pending.
+    let held = s.lookup(e, &slow.vote.voter_id).await.unwrap().unwrap();
+    assert_eq!(
+        (held.vote_id, held.state),
+        (retry.vote.vote_id, ClaimState::Reserved)
+    );
     assert!(!s.release(&slow).await.unwrap());
     assert_eq!(s.confirm(&retry).await.unwrap(), ConfirmOutcome::Confirmed);
+    // Nor does a late confirm touch the other's accepted claim.
+    assert_eq!(s.confirm(&slow).await.unwrap(), ConfirmOutcome::NotHeld);
+    let held = s.lookup(e, &slow.vote.voter_id).await.unwrap().unwrap();
+    assert_eq!(
+        (held.vote_id, held.state),
+        (retry.vote.vote_id, ClaimState::Accepted)
+    );
     assert_eq!(totals(&s, e).await, BTreeMap::from([(c, 1)]));
 }
 
@@ -373,7 +386,7 @@ async fn command_calls(raw: &fred::prelude::Client, command: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_claims_and_confirms_share_script_calls_and_still_count_each_voter_once() {
+async fn concurrent_claims_share_pipelines_batched_confirms_share_script_calls_and_each_voter_counts_once() {
     // A server of its own, so its command statistics are this test's alone.
     let redis = PrivateRedis::start();
     let s = Arc::new(
@@ -417,36 +430,60 @@ async fn concurrent_claims_and_confirms_share_script_calls_and_still_count_each_
         }
     }
     assert_eq!(winners.len(), 2000, "one claim per viewer");
-    // Every attempt confirms, winners twice: only each winner's first counts.
-    let confirms: Vec<_> = attempts
-        .iter()
-        .chain(&winners)
-        .cloned()
-        .map(|c| {
-            let s = s.clone();
-            tokio::spawn(async move { (c.vote.vote_id, s.confirm(&c).await.unwrap()) })
+    // 4,000 claims, each one native command (never a script), sent in far
+    // fewer round trips than commands: measured by the server's own count.
+    assert_eq!(command_calls(&raw, "evalsha").await, 0);
+    assert_eq!(
+        command_calls(&raw, "set").await,
+        4000 + 1,
+        "the claims and the start-up probe"
+    );
+    // Every attempt confirms in batches of 100 (as the publisher does), the
+    // winners twice: only each winner's first confirm counts.
+    let won: HashSet<VoteId> = winners.iter().map(|w| w.vote.vote_id).collect();
+    let all: Vec<Claim> = attempts.iter().chain(&winners).cloned().collect();
+    let batches: Vec<_> = all
+        .chunks(100)
+        .map(|chunk| {
+            let (s, chunk) = (s.clone(), chunk.to_vec());
+            tokio::spawn(async move { (chunk.clone(), s.confirm_many(&chunk).await) })
         })
         .collect();
-    let won: HashSet<VoteId> = winners.iter().map(|w| w.vote.vote_id).collect();
-    for task in confirms {
-        let (id, outcome) = task.await.unwrap();
-        let expected = if won.contains(&id) {
-            ConfirmOutcome::Confirmed
-        } else {
-            ConfirmOutcome::NotHeld
-        };
-        assert_eq!(outcome, expected);
+    for task in batches {
+        let (chunk, answers) = task.await.unwrap();
+        assert_eq!(answers.len(), chunk.len());
+        for (c, answer) in chunk.iter().zip(answers) {
+            let expected = if won.contains(&c.vote.vote_id) {
+                ConfirmOutcome::Confirmed
+            } else {
+                ConfirmOutcome::NotHeld
+            };
+            assert_eq!(answer.unwrap(), expected);
+        }
     }
     assert_eq!(totals(&s, e).await, BTreeMap::from([(a, 1000), (b, 1000)]));
-    // 4,000 claims and 6,000 confirms went out as far fewer script calls
-    // (at most 256 votes each).
+    for w in winners.iter().take(50) {
+        let held = s.lookup(e, &w.vote.voter_id).await.unwrap().unwrap();
+        assert_eq!((held.vote_id, held.state), (w.vote.vote_id, ClaimState::Accepted));
+    }
+    // One script call per batch of 100 on a single server (plus, at most
+    // once per batch, the first try that finds the script not loaded yet).
     let scripts = command_calls(&raw, "evalsha").await;
     assert!(
-        (40..=2000).contains(&scripts),
-        "{scripts} script calls for 10,000 claims and confirms"
+        (60..=120).contains(&scripts),
+        "{scripts} script calls for 60 batches"
     );
-    // Commands run inside scripts count too: one SET per claim attempt, one
-    // per confirmed winner, and the start-up probe; nothing else wrote.
-    assert_eq!(command_calls(&raw, "set").await, 4000 + 2000 + 1);
-    assert_eq!(command_calls(&raw, "hincrby").await, 2000);
+    // Inside the scripts, one SET per confirm, and one more for each loser
+    // (its own value written, then the winner's put back); the tally bumps
+    // summed per candidate: at most two HINCRBY per call.
+    assert_eq!(
+        command_calls(&raw, "set").await,
+        4001 + 6000 + 2000,
+        "one SET a confirm, a second to put back another vote's claim"
+    );
+    let hincrby = command_calls(&raw, "hincrby").await;
+    assert!(
+        (20..=80).contains(&hincrby),
+        "{hincrby} HINCRBY calls for 2,000 counted votes in 60 script calls"
+    );
 }

@@ -59,7 +59,7 @@ async fn harness_with(human: FakeHumanCheck, captcha: bool, publisher: Publisher
             capacity: 100,
         },
     ));
-    let (batcher, _task) = VoteBatcher::start(queue.clone(), publisher, metrics.clone());
+    let (batcher, _task) = VoteBatcher::start(queue.clone(), dedup.clone(), publisher, metrics.clone());
     let service = CastVoteService::new(
         cache,
         dedup.clone(),
@@ -71,7 +71,6 @@ async fn harness_with(human: FakeHumanCheck, captcha: bool, publisher: Publisher
             replay_wait: Duration::from_millis(300),
             dedup_timeout: Duration::from_millis(300),
             answer_within: Duration::from_secs(2),
-            confirm_retry_for: Duration::from_secs(2),
             publish_timeout: Duration::from_millis(300),
         },
     );
@@ -385,8 +384,9 @@ async fn a_full_publisher_sheds_load_and_releases_the_claim() {
         max_batch: 1,
         linger: Duration::ZERO,
         max_in_flight: 1,
+        ..PublisherConfig::default()
     };
-    let (batcher, _task) = VoteBatcher::start(Stuck, config, h.metrics.clone());
+    let (batcher, _task) = VoteBatcher::start(Stuck, h.dedup.clone(), config, h.metrics.clone());
     let service: CastVoteService<_, _, _, _, _> = CastVoteService::new(
         cache,
         h.dedup.clone(),

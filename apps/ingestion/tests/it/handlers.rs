@@ -37,10 +37,16 @@ async fn fixture(queue_up: bool) -> Fixture {
     let election = active_election(&db, &["A", "B"], Utc::now(), ChronoDuration::hours(1), |_| {}).await;
     let queue = MemoryQueue::new(SystemClock, QueueConfig::default());
     queue.set_available(queue_up);
-    let (batcher, _task) = VoteBatcher::start(queue.clone(), PublisherConfig::default(), NoMetrics);
+    let dedup = MemoryDedup::new(SystemClock, DedupConfig::default());
+    let (batcher, _task) = VoteBatcher::start(
+        queue.clone(),
+        dedup.clone(),
+        PublisherConfig::default(),
+        NoMetrics,
+    );
     let cast = CastVoteService::new(
         Arc::new(ElectionCache::new(db.clone(), CacheConfig::default())),
-        MemoryDedup::new(SystemClock, DedupConfig::default()),
+        dedup,
         batcher,
         FakeHumanCheck::AlwaysHuman,
         SystemClock,
