@@ -384,7 +384,12 @@ impl TokenVerifier for JwksVerifier {
         let kid = header
             .kid
             .ok_or_else(|| TokenError::Invalid("token has no key id".into()))?;
-        let key = self.key_for(&kid).await?;
+        // A known key, nearly every token, needs no await; the fetch for an
+        // unknown one is boxed, so its HTTP future does not grow every request's.
+        let key = match self.cached(&kid) {
+            Some(key) => key,
+            None => Box::pin(self.key_for(&kid)).await?,
+        };
         // The signature covers the first two parts as sent (RFC 7515, section 5.2).
         let signed = &token[..token.len() - signature.len() - 1];
         let signature = URL_SAFE_NO_PAD

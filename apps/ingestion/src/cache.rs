@@ -67,6 +67,16 @@ impl<C: ElectionCatalog> ElectionCache<C> {
     /// # Errors
     /// The catalog's error; every caller waiting on the failed read gets it.
     pub async fn get(&self, id: ElectionId) -> Result<Option<Arc<Election>>, CatalogError> {
+        // A hit, nearly every vote, never builds the catalog read: that
+        // future is large (SQL, Redis) and would be copied into every
+        // vote's future; a miss boxes it.
+        if let Some(hit) = self.elections.get(&id).await {
+            return Ok(hit);
+        }
+        Box::pin(self.load(id)).await
+    }
+
+    async fn load(&self, id: ElectionId) -> Result<Option<Arc<Election>>, CatalogError> {
         self.elections
             .try_get_with(id, async { Ok(self.catalog.get(id).await?.map(Arc::new)) })
             .await

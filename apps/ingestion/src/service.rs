@@ -339,7 +339,9 @@ where
                 .as_deref()
                 .filter(|t| !t.is_empty())
                 .ok_or(CastVoteError::CaptchaRequired)?;
-            match inner.human.verify(token, cmd.remote_ip).await {
+            // Boxed: a rare step whose HTTP client future would otherwise
+            // grow every vote's future.
+            match Box::pin(inner.human.verify(token, cmd.remote_ip)).await {
                 Ok(HumanVerdict::Human) => {}
                 Ok(HumanVerdict::NotHuman) => return Err(CastVoteError::CaptchaFailed),
                 Err(e) => {
