@@ -52,7 +52,7 @@ module "cache" {
   subnet_ids      = module.network.private_subnet_ids
   allowed_cidr    = module.network.cidr
   node_type       = "cache.r7g.xlarge"
-  shards          = 20
+  shards          = 12
   replicas        = 1
   alarm_topic_arn = var.alarm_topic_arn
 }

@@ -44,7 +44,7 @@ variable "peak_votes_per_second" {
 variable "ingestion_votes_per_task" {
   description = "Votes/s one ingestion task (2 vCPU) sustains at 70 % CPU, from the load runs (infra/CAPACITY.md)."
   type        = number
-  default     = 5500
+  default     = 9000
 }
 
 variable "processor_votes_per_task" {

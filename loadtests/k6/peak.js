@@ -7,7 +7,7 @@ export const options = {
   scenarios: {
     votes: {
       executor: 'constant-arrival-rate',
-      rate: Number(__ENV.RATE || 3500),
+      rate: Number(__ENV.RATE || 6000),
       timeUnit: '1s',
       duration: `${__ENV.DURATION_SECS || 60}s`,
       preAllocatedVUs: 1000,

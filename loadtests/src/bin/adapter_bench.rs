@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| plain INSERT ... UNNEST ... ON CONFLICT DO NOTHING, median | {plain:.0} rows/s |");
     println!("| ratio persist / plain | {:.2} |", persist / plain);
     println!(
-        "| Redis claim + confirm, {} in flight, {} connections | {pairs:.0} pairs/s |",
+        "| Redis claim + confirm in batches of 32, {} in flight, {} connections | {pairs:.0} pairs/s |",
         o.concurrency, o.redis_pool
     );
     if let Some(d) = drain {
@@ -449,14 +449,20 @@ async fn redis(o: Options) -> anyhow::Result<f64> {
         now,
         livevote_domain::CandidateId::generate,
     )?;
-    let claims: Vec<livevote_ports::Claim> = (0..o.pairs)
+    // In batches of 32, as the vote pipeline sends them (claim_many, then
+    // confirm_many), `concurrency / 32` batches at once.
+    const BATCH: usize = 32;
+    let claims: Vec<Vec<livevote_ports::Claim>> = (0..o.pairs)
         .map(|i| livevote_ports::Claim {
             vote: record(&election, &format!("bench|{i}"), i % 4, now).vote,
             idempotency_key: None,
         })
+        .collect::<Vec<_>>()
+        .chunks(BATCH)
+        .map(<[_]>::to_vec)
         .collect();
     println!(
-        "redis: {} claim + confirm pairs, {} in flight",
+        "redis: {} claim + confirm pairs in batches of {BATCH}, {} in flight",
         o.pairs, o.concurrency
     );
     let s = store.clone();
@@ -473,17 +479,19 @@ async fn redis(o: Options) -> anyhow::Result<f64> {
     };
     let rate = timed(
         Arc::new(claims),
-        o.concurrency,
-        move |c: Arc<Vec<livevote_ports::Claim>>, i| {
+        (o.concurrency / BATCH).max(1),
+        move |c: Arc<Vec<Vec<livevote_ports::Claim>>>, i| {
             let (s, progress) = (s.clone(), progress.clone());
             async move {
-                ensure!(s.claim(&c[i]).await? == ClaimOutcome::Claimed, "claim refused");
-                ensure!(
-                    s.confirm(&c[i]).await? == ConfirmOutcome::Confirmed,
-                    "confirm refused"
-                );
-                progress.fetch_add(1, Ordering::Relaxed);
-                Ok(1)
+                let batch = &c[i];
+                for answer in s.claim_many(batch).await {
+                    ensure!(answer? == ClaimOutcome::Claimed, "claim refused");
+                }
+                for answer in s.confirm_many(batch).await {
+                    ensure!(answer? == ConfirmOutcome::Confirmed, "confirm refused");
+                }
+                progress.fetch_add(batch.len(), Ordering::Relaxed);
+                Ok(batch.len())
             }
         },
     )

@@ -85,7 +85,7 @@ impl Scenario {
     fn preset(self) -> (f64, f64, f64, usize, usize, u64) {
         match self {
             Scenario::Baseline => (200.0, 30.0, 0.0, 0, 0, 5),
-            Scenario::Peak => (3500.0, 60.0, 0.0, 0, 0, 5),
+            Scenario::Peak => (6000.0, 60.0, 0.0, 0, 0, 5),
             Scenario::Spike => (2500.0, 30.0, 5.0, 0, 0, 5),
             Scenario::Soak => (300.0, 1800.0, 0.0, 10, 5, 30),
             Scenario::ResultsReaders => (300.0, 60.0, 0.0, 200, 50, 5),
@@ -304,7 +304,7 @@ mod tests {
     #[test]
     fn presets_scale_with_flags() {
         let peak = parse(&["--scenario", "peak"]).settings().unwrap();
-        assert_eq!(peak.shape.rate, 3500.0);
+        assert_eq!(peak.shape.rate, 6000.0);
         let short = parse(&["--scenario", "spike", "--rate", "100", "--duration-secs", "4"])
             .settings()
             .unwrap();
