@@ -60,16 +60,17 @@ pub struct Config {
     #[arg(long, env = "LIVEVOTE_TRUSTED_PROXIES", default_value_t = 0)]
     pub trusted_proxies: usize,
 
-    /// Votes buffered for the queue before requests are shed with 503.
+    /// Votes waiting for the vote pipeline before requests are shed with 503 (nothing claimed).
     #[arg(long, env = "LIVEVOTE_PUBLISH_BUFFER", default_value_t = 20_000)]
     pub publish_buffer: usize,
-    /// Most votes per publish call (packed into SQS messages, up to 10 per SendMessageBatch).
+    /// Most votes per batch of the pipeline: one claim round trip, one publish call (packed into
+    /// SQS messages, up to 10 per SendMessageBatch), one confirm call.
     #[arg(long, env = "LIVEVOTE_PUBLISH_MAX_BATCH", default_value_t = 500)]
     pub publish_max_batch: usize,
     /// Longest a vote waits for its batch to fill, ms.
     #[arg(long, env = "LIVEVOTE_PUBLISH_LINGER_MS", default_value = "2", value_parser = millis)]
     pub publish_linger: Duration,
-    /// Publish calls in flight at once.
+    /// Batches of the pipeline running at once.
     #[arg(long, env = "LIVEVOTE_PUBLISH_IN_FLIGHT", default_value_t = 32)]
     pub publish_in_flight: usize,
 
