@@ -2,16 +2,18 @@
 //!
 //! `persist_batch` is one transaction:
 //! 1. `SET LOCAL synchronous_commit = on`: the commit is durable before the
-//!    processor deletes the batch's messages, whatever the server default;
-//! 2. votes naming an unknown election or candidate are found with one join
-//!    and refused before anything is written;
-//! 3. one `INSERT ... SELECT FROM UNNEST(...) WITH ORDINALITY ORDER BY ord
+//!    processor deletes the batch's messages, whatever the server default
+//!    (sent with the `BEGIN`, one round trip);
+//! 2. one `INSERT ... SELECT FROM UNNEST(...) WITH ORDINALITY ORDER BY ord
 //!    ON CONFLICT DO NOTHING RETURNING vote_id` inserts every new vote; the
-//!    order makes the first vote of a voter in the batch the one that wins;
-//! 4. the votes not inserted are classified with one lookup: same vote id
+//!    order makes the first vote of a voter in the batch the one that wins.
+//!    The votes' foreign key checks each election and candidate as the rows
+//!    go in; when it refuses one, the transaction is dropped and one join
+//!    names the votes at fault (`UnknownReference`), nothing written;
+//! 3. the votes not inserted are classified with one lookup: same vote id
 //!    already stored (a redelivery, counted apart), or another vote of the
 //!    same voter (a conflict, recorded once per vote id for auditors);
-//! 5. tallies grow by exactly the inserted rows, on one counter shard per
+//! 4. tallies grow by exactly the inserted rows, on one counter shard per
 //!    batch chosen from the batch's first vote id, rows touched in a fixed
 //!    order so concurrent batches cannot deadlock.
 
@@ -59,6 +61,11 @@ fn store_error(e: sqlx::Error) -> StoreError {
     } else {
         StoreError::Unknown(anyhow::Error::new(e))
     }
+}
+
+/// SQLSTATE 23503: a row names an election or candidate that does not exist.
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23503"))
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -139,35 +146,16 @@ impl PgVoteStore {
 
     async fn persist(&self, votes: &[VoteRecord]) -> Result<PersistReport, StoreError> {
         let cols = Columns::of(votes);
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        if self.forces_durable_commit() {
-            sqlx::query("SET LOCAL synchronous_commit = on")
-                .execute(&mut *tx)
-                .await
-                .map_err(store_error)?;
-        }
-
-        let unknown: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT t.vote_id
-               FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS t(vote_id, election_id, candidate_id)
-               LEFT JOIN candidates c ON c.election_id = t.election_id AND c.candidate_id = t.candidate_id
-              WHERE c.candidate_id IS NULL",
-        )
-        .bind(&cols.vote_ids)
-        .bind(&cols.election_ids)
-        .bind(&cols.candidate_ids)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        if !unknown.is_empty() {
-            let ids = unknown
-                .into_iter()
-                .filter_map(|u| VoteId::from_uuid(u).ok())
-                .collect();
-            return Err(StoreError::UnknownReference(ids));
-        }
-
-        let inserted: Vec<Uuid> = sqlx::query_scalar(
+        // `BEGIN` and the durable-commit setting in one round trip.
+        let begin = if self.forces_durable_commit() {
+            "BEGIN; SET LOCAL synchronous_commit = on"
+        } else {
+            "BEGIN"
+        };
+        let mut tx = self.pool.begin_with(begin).await.map_err(store_error)?;
+        // The votes' foreign key checks every reference as the rows go in;
+        // only when it refuses one is the batch looked at again to name them.
+        let inserted: Vec<Uuid> = match sqlx::query_scalar(
             "INSERT INTO votes (vote_id, election_id, candidate_id, voter_id, accepted_at, correlation_id)
              SELECT vote_id, election_id, candidate_id, voter_id, accepted_at, correlation_id
                FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[])
@@ -184,7 +172,14 @@ impl PgVoteStore {
         .bind(&cols.correlation_ids)
         .fetch_all(&mut *tx)
         .await
-        .map_err(store_error)?;
+        {
+            Ok(ids) => ids,
+            Err(e) if is_foreign_key_violation(&e) => {
+                drop(tx);
+                return Err(self.unknown_references(&cols, e).await);
+            }
+            Err(e) => return Err(store_error(e)),
+        };
         let inserted: HashSet<Uuid> = inserted.into_iter().collect();
 
         let mut outcomes = vec![PersistOutcome::Inserted; votes.len()];
@@ -204,6 +199,30 @@ impl PgVoteStore {
         self.add_tallies(&mut tx, votes, &outcomes, &claimed).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(PersistReport { outcomes })
+    }
+
+    /// The votes of a batch the foreign key refused, named: the batch's
+    /// transaction is gone, so this is read outside it. Empty only if the
+    /// missing election or candidate appeared since; then the original error.
+    async fn unknown_references(&self, cols: &Columns, refused: sqlx::Error) -> StoreError {
+        let unknown: Result<Vec<Uuid>, sqlx::Error> = sqlx::query_scalar(
+            "SELECT t.vote_id
+               FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[]) AS t(vote_id, election_id, candidate_id)
+               LEFT JOIN candidates c ON c.election_id = t.election_id AND c.candidate_id = t.candidate_id
+              WHERE c.candidate_id IS NULL",
+        )
+        .bind(&cols.vote_ids)
+        .bind(&cols.election_ids)
+        .bind(&cols.candidate_ids)
+        .fetch_all(&self.pool)
+        .await;
+        match unknown {
+            Ok(ids) if !ids.is_empty() => {
+                StoreError::UnknownReference(ids.into_iter().filter_map(|u| VoteId::from_uuid(u).ok()).collect())
+            }
+            Ok(_) => store_error(refused),
+            Err(e) => store_error(e),
+        }
     }
 
     /// Sorts the votes that were not inserted into redeliveries and conflicts,
