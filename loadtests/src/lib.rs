@@ -49,3 +49,38 @@ pub fn cpu_time(pid: u32) -> Duration {
     // The kernel's USER_HZ is 100 on Linux.
     Duration::from_millis(ticks * 10)
 }
+
+/// Deletes every key under `prefix` (`SCAN` + `UNLINK`, a thousand at a
+/// time) and returns how many. The benchmarks call it on their own prefix
+/// when they end: keys left behind make the next run's Redis larger, and
+/// its per-vote figures with it.
+///
+/// # Errors
+/// Redis refusing a command.
+pub async fn delete_redis_prefix(client: &fred::prelude::Client, prefix: &str) -> anyhow::Result<usize> {
+    use fred::prelude::{ClientLike, KeysInterface};
+    let mut cursor = "0".to_string();
+    let mut deleted = 0;
+    loop {
+        let (next, keys): (String, Vec<String>) = client
+            .custom(
+                fred::cmd!("SCAN"),
+                vec![
+                    cursor.clone(),
+                    "MATCH".into(),
+                    format!("{prefix}:*"),
+                    "COUNT".into(),
+                    "1000".into(),
+                ],
+            )
+            .await?;
+        if !keys.is_empty() {
+            deleted += keys.len();
+            let _: i64 = client.unlink(keys).await?;
+        }
+        if next == "0" {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}

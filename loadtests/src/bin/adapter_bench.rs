@@ -438,9 +438,10 @@ async fn postgres(o: Options) -> anyhow::Result<(f64, f64)> {
 
 async fn redis(o: Options) -> anyhow::Result<f64> {
     let url = std::env::var("LIVEVOTE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let prefix = format!("lvtest-bench-{}", uuid::Uuid::new_v4().simple());
     let store = RedisStore::connect(RedisConfig {
         url: url.clone(),
-        key_prefix: format!("lvtest-bench-{}", uuid::Uuid::new_v4().simple()),
+        key_prefix: prefix.clone(),
         pool_size: o.redis_pool,
         ..RedisConfig::default()
     })
@@ -518,5 +519,9 @@ async fn redis(o: Options) -> anyhow::Result<f64> {
         o.pairs
     );
     store.close().await;
+    let cleaner = fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&url)?).build()?;
+    fred::prelude::ClientLike::init(&cleaner).await?;
+    let deleted = livevote_loadtests::delete_redis_prefix(&cleaner, &prefix).await?;
+    println!("redis: deleted the run's {deleted} keys");
     Ok(rate)
 }

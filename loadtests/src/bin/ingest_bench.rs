@@ -224,36 +224,6 @@ impl RedisMeter {
         Ok(counters)
     }
 
-    /// Deletes every key under `prefix` (SCAN + UNLINK); returns how many.
-    async fn delete_prefix(&self, prefix: &str) -> anyhow::Result<usize> {
-        use fred::prelude::{ClientLike, KeysInterface};
-        let mut cursor = "0".to_string();
-        let mut deleted = 0;
-        loop {
-            let (next, keys): (String, Vec<String>) = self
-                .client
-                .custom(
-                    fred::cmd!("SCAN"),
-                    vec![
-                        cursor.clone(),
-                        "MATCH".into(),
-                        format!("{prefix}:*"),
-                        "COUNT".into(),
-                        "1000".into(),
-                    ],
-                )
-                .await?;
-            if !keys.is_empty() {
-                deleted += keys.len();
-                let _: i64 = self.client.unlink(keys).await?;
-            }
-            if next == "0" {
-                return Ok(deleted);
-            }
-            cursor = next;
-        }
-    }
-
     /// The cost since `start`, per vote.
     async fn cost(&self, start: RedisCounters, votes: usize) -> anyhow::Result<RedisCost> {
         let end = self.read().await?;
@@ -729,7 +699,7 @@ async fn main() -> anyhow::Result<()> {
         accepted.len() - missing,
         accepted.len()
     );
-    let deleted = meter.delete_prefix(&prefix).await?;
+    let deleted = livevote_loadtests::delete_redis_prefix(&meter.client, &prefix).await?;
     eprintln!("deleted the run's {deleted} Redis keys");
     ensure!(missing == 0, "{missing} accepted votes are not in the queue");
     Ok(())
