@@ -14,7 +14,9 @@
 
 use std::future::Future;
 
-use livevote_domain::{Ballot, CandidateCount, ElectionId, IdempotencyKey, Timestamp, VoteId, VoterId};
+use livevote_domain::{
+    Ballot, CandidateCount, CandidateId, ElectionId, IdempotencyKey, Timestamp, VoteId, VoterId,
+};
 
 /// Why the dedup store or the live tallies failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,12 +52,24 @@ pub struct ExistingClaim {
     pub state: ClaimState,
     /// The idempotency key recorded with the claim, if any.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The candidate the claim's vote is for; `None` for a claim recorded
+    /// without it (written by a version that did not keep it).
+    pub candidate_id: Option<CandidateId>,
 }
 
 impl ExistingClaim {
     /// Whether a request carrying `key` is a retry of the request that made this claim.
     pub fn is_retry_of(&self, key: Option<&IdempotencyKey>) -> bool {
         matches!((key, &self.idempotency_key), (Some(a), Some(b)) if a == b)
+    }
+
+    /// Whether a retry (same idempotency key) asks for the same vote as the
+    /// request that made this claim: an idempotency key is bound to its
+    /// request, so the same key for another candidate is refused, never
+    /// answered with the original vote. A claim that did not record its
+    /// candidate cannot tell, and is taken as the same request.
+    pub fn is_same_vote(&self, candidate: CandidateId) -> bool {
+        self.candidate_id.is_none_or(|c| c == candidate)
     }
 }
 

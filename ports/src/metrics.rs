@@ -24,6 +24,8 @@ pub enum RejectReason {
     Unauthorized,
     /// A malformed request (body, headers, media type, size).
     InvalidRequest,
+    /// An idempotency key sent again with another vote than its first request's.
+    IdempotencyKeyReused,
 }
 
 impl RejectReason {
@@ -41,6 +43,7 @@ impl RejectReason {
             RejectReason::RateLimited => "rate_limited",
             RejectReason::Unauthorized => "unauthorized",
             RejectReason::InvalidRequest => "invalid_request",
+            RejectReason::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
 }

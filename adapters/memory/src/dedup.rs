@@ -38,6 +38,7 @@ struct Entry {
     accepted_at: Timestamp,
     state: ClaimState,
     key: Option<IdempotencyKey>,
+    candidate_id: CandidateId,
     expires_at: Timestamp,
 }
 
@@ -113,6 +114,7 @@ fn existing(entry: &Entry) -> ExistingClaim {
         accepted_at: entry.accepted_at,
         state: entry.state,
         idempotency_key: entry.key.clone(),
+        candidate_id: Some(entry.candidate_id),
     }
 }
 
@@ -133,6 +135,7 @@ impl VoteDedup for MemoryDedup {
                 accepted_at: v.accepted_at,
                 state: ClaimState::Reserved,
                 key: claim.idempotency_key.clone(),
+                candidate_id: v.candidate_id,
                 expires_at: now + self.config.pending_ttl,
             },
         );

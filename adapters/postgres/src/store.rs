@@ -217,9 +217,11 @@ impl PgVoteStore {
         .fetch_all(&self.pool)
         .await;
         match unknown {
-            Ok(ids) if !ids.is_empty() => {
-                StoreError::UnknownReference(ids.into_iter().filter_map(|u| VoteId::from_uuid(u).ok()).collect())
-            }
+            Ok(ids) if !ids.is_empty() => StoreError::UnknownReference(
+                ids.into_iter()
+                    .filter_map(|u| VoteId::from_uuid(u).ok())
+                    .collect(),
+            ),
             Ok(_) => store_error(refused),
             Err(e) => store_error(e),
         }

@@ -110,11 +110,28 @@ pub fn encode_claim(state: ClaimState, claim: &Claim) -> String {
         ClaimState::Accepted => 'A',
     };
     format!(
-        "{tag}:{}:{}:{}",
+        "{tag}:{}:{}:{}:{}",
         v.vote_id.as_uuid().hyphenated(),
         format_time(v.accepted_at),
+        v.candidate_id.as_uuid().hyphenated(),
         claim.idempotency_key.as_ref().map(|k| k.as_str()).unwrap_or("")
     )
+}
+
+/// Length of a hyphenated UUID.
+const UUID_LEN: usize = 36;
+
+/// Splits `<candidate id>:<idempotency key>` from the rest of a claim's
+/// value; a value of the earlier format, `<idempotency key>` alone, has no
+/// candidate.
+fn candidate_and_key(rest: &str) -> (Option<CandidateId>, &str) {
+    if rest.len() > UUID_LEN
+        && rest.as_bytes()[UUID_LEN] == b':'
+        && let Ok(candidate) = CandidateId::parse(&rest[..UUID_LEN])
+    {
+        return (Some(candidate), &rest[UUID_LEN + 1..]);
+    }
+    (None, rest)
 }
 
 /// Reads a claim key's value back; anything not in the format is an error.
@@ -132,7 +149,7 @@ pub fn decode_claim(value: &str) -> anyhow::Result<ExistingClaim> {
     };
     let vote_id = VoteId::parse(next("vote id")?).with_context(|| format!("claim {value:?}"))?;
     let accepted_at = parse_time(next("timestamp")?).with_context(|| format!("claim {value:?}"))?;
-    let key = next("idempotency key")?;
+    let (candidate_id, key) = candidate_and_key(next("idempotency key")?);
     let idempotency_key = if key.is_empty() {
         None
     } else {
@@ -143,6 +160,7 @@ pub fn decode_claim(value: &str) -> anyhow::Result<ExistingClaim> {
         accepted_at,
         state,
         idempotency_key,
+        candidate_id,
     })
 }
 
@@ -402,8 +420,29 @@ mod tests {
             assert_eq!(decoded.accepted_at, c.vote.accepted_at);
             assert_eq!(decoded.state, ClaimState::Reserved);
             assert_eq!(decoded.idempotency_key, c.idempotency_key);
+            assert_eq!(decoded.candidate_id, Some(c.vote.candidate_id));
             let accepted = decode_claim(&encode_claim(ClaimState::Accepted, &c)).unwrap();
             assert_eq!(accepted.state, ClaimState::Accepted);
+        }
+    }
+
+    #[test]
+    fn a_claim_value_of_the_earlier_format_reads_with_its_candidate_unknown() {
+        let vote = "0190b1a8-0000-7000-8000-000000000000";
+        for (value, key) in [
+            (format!("A:{vote}:1.000000002:"), None),
+            (format!("A:{vote}:1.000000002:retry:1"), Some("retry:1")),
+            // A key that happens to be a UUID, with nothing after it.
+            (format!("A:{vote}:1.000000002:{vote}"), Some(vote)),
+        ] {
+            let decoded = decode_claim(&value).unwrap();
+            assert_eq!(decoded.candidate_id, None, "{value}");
+            assert_eq!(
+                decoded.idempotency_key.as_ref().map(|k| k.as_str()),
+                key,
+                "{value}"
+            );
+            assert!(decoded.is_same_vote(CandidateId::generate()));
         }
     }
 

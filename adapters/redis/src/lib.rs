@@ -20,10 +20,13 @@
 //! the same slot, so each script below touches exactly one slot. (On a single
 //! server, a confirm call's counts all go to the shard of its first claim.)
 //!
-//! A claim's value is `<state>:<vote id>:<accepted at>:<idempotency key>`,
+//! A claim's value is `<state>:<vote id>:<accepted at>:<candidate id>:<idempotency key>`,
 //! with state `P` (pending) or `A` (accepted); the vote id is the 36-character
-//! hyphenated UUID, so the scripts find it at bytes 3..=38. The idempotency
-//! key (visible ASCII) comes last and may be empty. Timestamps, here and in
+//! hyphenated UUID, so the scripts find it at bytes 3..=38. The candidate
+//! lets a retry with the same idempotency key be checked against the vote
+//! it retries. The idempotency key (visible ASCII) comes last and may be
+//! empty. A value of the earlier format, without the candidate, still reads
+//! (its candidate unknown). Timestamps, here and in
 //! the election cache, are `<seconds>.<nanoseconds>` since the epoch.
 //!
 //! # Commands and scripts

@@ -66,6 +66,10 @@ pub enum CastVoteError {
     /// The voter already voted (or a vote of theirs is being accepted right now).
     #[error("voter already voted in this election")]
     AlreadyVoted { vote_id: VoteId, accepted_at: Timestamp },
+    /// The idempotency key was first used for another vote (another
+    /// candidate) in this election; nothing was changed.
+    #[error("idempotency key {key} was used for another vote ({vote_id})")]
+    IdempotencyKeyReused { key: IdempotencyKey, vote_id: VoteId },
     /// Too many votes in flight: shed load, the client retries later.
     #[error("ingestion is overloaded")]
     Overloaded,
@@ -94,6 +98,7 @@ impl CastVoteError {
             CastVoteError::Rejected(Rejection::UnknownCandidate { .. }) => RejectReason::UnknownCandidate,
             CastVoteError::CaptchaRequired | CastVoteError::CaptchaFailed => RejectReason::CaptchaFailed,
             CastVoteError::AlreadyVoted { .. } => RejectReason::Duplicate,
+            CastVoteError::IdempotencyKeyReused { .. } => RejectReason::IdempotencyKeyReused,
             CastVoteError::Overloaded => RejectReason::Overloaded,
             CastVoteError::Unavailable { .. } | CastVoteError::QueueUnanswered { .. } => {
                 RejectReason::Unavailable
@@ -291,10 +296,19 @@ where
                 Ok(Settled::Held(existing)) => existing,
                 Err(e) => return Err(refused(e, vote_id)),
             };
-            if !existing.is_retry_of(key.as_ref()) {
+            let Some(key) = key.as_ref().filter(|k| existing.is_retry_of(Some(k))) else {
                 return Err(CastVoteError::AlreadyVoted {
                     vote_id: existing.vote_id,
                     accepted_at: existing.accepted_at,
+                });
+            };
+            // The key is bound to its first request: the same key for another
+            // candidate is a client bug, refused rather than answered with a
+            // vote the viewer did not ask for.
+            if !existing.is_same_vote(claim.vote.candidate_id) {
+                return Err(CastVoteError::IdempotencyKeyReused {
+                    key: key.clone(),
+                    vote_id: existing.vote_id,
                 });
             }
             if existing.state == ClaimState::Accepted {

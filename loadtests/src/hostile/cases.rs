@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use livevote_domain::{CandidateCount, CandidateId, ElectionId};
-use livevote_ports::LiveTallies;
+use livevote_domain::{CandidateCount, CandidateId, ElectionId, VoterId};
+use livevote_ports::{LiveTallies, VoteDedup};
 
 use super::Suite;
 
@@ -765,7 +765,76 @@ pub async fn run_all(s: &mut Suite, only: Option<&str>) -> anyhow::Result<()> {
         )
         .await
     );
+    let name = "idempotency: the same key for another candidate";
+    if only.is_none_or(|o| name.contains(o)) {
+        let observed = key_reused(s).await?;
+        s.record(name, "422 IDEMPOTENCY_KEY_REUSED", observed).await;
+    }
     admin_cases(s, only).await
+}
+
+/// One vote accepted with an Idempotency-Key, then the same key with the
+/// other candidate. The accepted vote is the one change this case makes, so
+/// it goes to an election of its own by a viewer outside the suite's, and
+/// is counted into the queued-votes baseline once the queue took it; the
+/// second request must change nothing, and the viewer's claim must still be
+/// the first vote.
+async fn key_reused(s: &mut Suite) -> anyhow::Result<String> {
+    let stamp = chrono::Utc::now().format("%H:%M:%S");
+    let (election, candidates) = s
+        .api
+        .create_election_ids(&format!("hostile {stamp} (idempotency)"), &["Ada", "Grace"], 60)
+        .await?;
+    s.api.open(&election).await?;
+    let voter = "hostile|idempotency-viewer";
+    let auth = format!(
+        "Bearer {}",
+        s.issuer
+            .token(&livevote_auth0::DevTokenClaims::viewer(voter.to_owned()))
+    );
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+        ("idempotency-key", "hostile-key-1"),
+    ];
+    let ballot = |c: &str| format!(r#"{{"electionId":"{election}","candidateId":"{c}"}}"#);
+    let mut first = s.api.http.post(s.votes_url()).body(ballot(&candidates[0]));
+    for (k, v) in headers {
+        first = first.header(k, v);
+    }
+    let first = first.send().await?;
+    let status = first.status().as_u16();
+    let accepted: Value = first.json().await.unwrap_or(Value::Null);
+    let Some(vote_id) = accepted["voteId"]
+        .as_str()
+        .filter(|_| status == 202)
+        .map(str::to_owned)
+    else {
+        return Ok(format!("the first vote got {status} {}", accepted["code"]));
+    };
+    // The first vote is queued before its 202; its count may lag the answer by a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let queued = s.counter("livevote_published_votes_total").await? - s.published_before;
+        if queued == 1.0 {
+            s.published_before += 1.0;
+            break;
+        }
+        if queued > 1.0 || tokio::time::Instant::now() >= deadline {
+            return Ok(format!("the first vote queued {queued} votes"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let observed = post(s, &headers, ballot(&candidates[1])).await;
+    let id = ElectionId::parse(&election).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let viewer = VoterId::parse(voter).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let held = s.redis.lookup(id, &viewer).await?.map(|c| c.vote_id.to_string());
+    if held.as_deref() != Some(vote_id.as_str()) {
+        return Ok(format!(
+            "{observed}; the claim holds {held:?}, not the first vote {vote_id}"
+        ));
+    }
+    Ok(observed)
 }
 
 /// `STATUS CODE` of an answer of the results service.

@@ -67,6 +67,9 @@ async fn claim_confirm_and_a_second_attempt_sees_the_first_vote() {
     );
     assert!(held.is_retry_of(first.idempotency_key.as_ref()));
     assert!(!held.is_retry_of(None));
+    // The claim keeps its candidate: a retry is checked against the vote it retries.
+    assert_eq!(held.candidate_id, Some(a));
+    assert!(held.is_same_vote(a) && !held.is_same_vote(b));
 
     assert_eq!(s.confirm(&first).await.unwrap(), ConfirmOutcome::Confirmed);
     // Confirming again (a retried command) changes nothing.

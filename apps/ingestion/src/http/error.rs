@@ -34,6 +34,8 @@ pub enum ApiError {
         vote_id: VoteId,
         accepted_at: Timestamp,
     },
+    /// The Idempotency-Key was first sent with another vote (another candidate).
+    IdempotencyKeyReused,
     PayloadTooLarge {
         limit: usize,
     },
@@ -82,7 +84,7 @@ impl ApiError {
             ApiError::InvalidToken | ApiError::TokenExpired => StatusCode::UNAUTHORIZED,
             ApiError::CaptchaFailed(_) => StatusCode::FORBIDDEN,
             ApiError::ElectionNotFound | ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::CandidateNotFound => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::CandidateNotFound | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::ElectionNotActive(_) | ApiError::ElectionClosed | ApiError::DuplicateVote { .. } => {
                 StatusCode::CONFLICT
             }
@@ -106,6 +108,7 @@ impl ApiError {
             ApiError::ElectionNotActive(_) => "ELECTION_NOT_ACTIVE",
             ApiError::ElectionClosed => "ELECTION_CLOSED",
             ApiError::DuplicateVote { .. } => "DUPLICATE_VOTE",
+            ApiError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ApiError::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             ApiError::RequestTimeout { .. } => "REQUEST_TIMEOUT",
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
@@ -128,6 +131,11 @@ impl ApiError {
             ApiError::ElectionNotActive(why) => why.clone(),
             ApiError::ElectionClosed => "voting in this election has closed".into(),
             ApiError::DuplicateVote { .. } => "you have already voted in this election".into(),
+            ApiError::IdempotencyKeyReused => {
+                "this Idempotency-Key was already used for another vote in this \
+                                               election; send a new key with each new vote"
+                    .into()
+            }
             ApiError::PayloadTooLarge { limit } => format!("the request body is larger than {limit} bytes"),
             ApiError::UnsupportedMediaType => "the request body must be application/json".into(),
             ApiError::RequestTimeout { limit } => {
@@ -203,6 +211,7 @@ impl From<CastVoteError> for ApiError {
                 cause: "vote buffer full (load shedding)".into(),
             },
             CastVoteError::QueueUnanswered { vote_id } => ApiError::VotePending { vote_id },
+            CastVoteError::IdempotencyKeyReused { .. } => ApiError::IdempotencyKeyReused,
             CastVoteError::Unavailable { what, source } => ApiError::Unavailable {
                 message: "the vote could not be taken right now; retry shortly",
                 retry_after: Duration::from_secs(2),

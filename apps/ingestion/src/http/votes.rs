@@ -220,7 +220,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
     tag = "votes",
     request_body = VoteRequest,
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "makes the request safe to retry: a retry with the same key gets the same voteId (1 to 255 visible ASCII characters)", min_length = 1, max_length = 255, pattern = r"^[!-~]{1,255}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "makes the request safe to retry: a retry with the same key and the same vote gets the same voteId; the same key with another candidate gets 422 IDEMPOTENCY_KEY_REUSED (1 to 255 visible ASCII characters)", min_length = 1, max_length = 255, pattern = r"^[!-~]{1,255}$"),
         ("X-Request-Id" = Option<String>, Header, description = "correlation id, echoed; generated when absent"),
     ),
     responses(
@@ -233,7 +233,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
         (status = 408, description = "REQUEST_TIMEOUT: the body did not arrive within 5 s", body = ErrorBody),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody),
-        (status = 422, description = "CANDIDATE_NOT_FOUND", body = ErrorBody),
+        (status = 422, description = "CANDIDATE_NOT_FOUND, or IDEMPOTENCY_KEY_REUSED (the Idempotency-Key was first sent with a vote for another candidate in this election; nothing changed)", body = ErrorBody),
         (status = 429, description = "RATE_LIMITED, with Retry-After", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE (queue or Redis down, overload, host clock off), or VOTE_PENDING (the queue has not yet answered for this vote: retry with the same Idempotency-Key to learn its outcome); with Retry-After", body = ErrorBody),
     ),

@@ -64,6 +64,26 @@ async fn every_status_code_of_the_contract_from_real_requests() {
     assert_eq!((s1, s2), (202, 202), "{b1} {b2}");
     assert_eq!(b1["voteId"], b2["voteId"]);
     assert_eq!(h2["idempotent-replayed"], "true");
+    // The same key with another candidate: 422, and the first vote stands.
+    let (s3, h3, b3) = vote(
+        &c,
+        &app,
+        Some(&bob),
+        &ballot(&election, 1),
+        &[("idempotency-key", "bob-try-1")],
+    )
+    .await;
+    assert_error(s3, &h3, &b3, 422, "IDEMPOTENCY_KEY_REUSED");
+    let (s4, _, b4) = vote(
+        &c,
+        &app,
+        Some(&bob),
+        &ballot(&election, 0),
+        &[("idempotency-key", "bob-try-1")],
+    )
+    .await;
+    assert_eq!(s4, 202, "{b4}");
+    assert_eq!(b4["voteId"], b1["voteId"]);
 
     // The caller's status.
     let me = c

@@ -322,6 +322,28 @@ async fn a_retry_with_the_same_key_replays_the_original_vote() {
 }
 
 #[tokio::test]
+async fn the_same_key_for_another_candidate_is_refused_and_changes_nothing() {
+    let h = harness(FakeHumanCheck::AlwaysHuman, false).await;
+    let key = IdempotencyKey::parse("retry-123").unwrap();
+    let mut first = cast(&h, "v", 0);
+    first.idempotency_key = Some(key.clone());
+    let original = h.service.cast(first.clone()).await.unwrap();
+    let mut other_candidate = cast(&h, "v", 1);
+    other_candidate.idempotency_key = Some(key.clone());
+    match h.service.cast(other_candidate).await {
+        Err(CastVoteError::IdempotencyKeyReused { key: k, vote_id }) => {
+            assert_eq!((k, vote_id), (key, original.vote_id));
+        }
+        other => panic!("expected IdempotencyKeyReused, got {other:?}"),
+    }
+    // The original stands, and is still what a true retry gets.
+    let replay = h.service.cast(first).await.unwrap();
+    assert!(replay.replayed);
+    assert_eq!(replay.vote_id, original.vote_id);
+    assert_eq!(h.queue.published_messages(), 1, "never a second vote");
+}
+
+#[tokio::test]
 async fn a_retry_of_a_pending_vote_is_never_answered_before_the_queue_acknowledged_it() {
     let h = harness(FakeHumanCheck::AlwaysHuman, false).await;
     let key = IdempotencyKey::parse("k").unwrap();
