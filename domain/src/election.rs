@@ -10,6 +10,7 @@
 use std::fmt;
 
 use crate::ids::CandidateId;
+use crate::policy::VotePolicy;
 use crate::text::{CancelReason, CandidateName, Description, Party, Title};
 use crate::window::{VotingWindow, WindowError};
 use crate::{ElectionId, Timestamp};
@@ -141,6 +142,7 @@ pub struct NewElection {
     pub candidates: Vec<CandidateDraft>,
     pub visibility: ResultsVisibility,
     pub captcha_required: bool,
+    pub policy: VotePolicy,
 }
 
 /// A request to change an election's settings before voting starts. `None`
@@ -151,6 +153,7 @@ pub struct ElectionEdit {
     pub description: Option<Description>,
     pub window: Option<VotingWindow>,
     pub captcha_required: Option<bool>,
+    pub policy: Option<VotePolicy>,
 }
 
 /// Why an election cannot be built or changed.
@@ -246,6 +249,7 @@ pub struct ElectionParts {
     pub status: ElectionStatus,
     pub visibility: ResultsVisibility,
     pub captcha_required: bool,
+    pub policy: VotePolicy,
     pub version: u64,
     pub created_at: Timestamp,
 }
@@ -262,6 +266,7 @@ pub struct Election {
     status: ElectionStatus,
     visibility: ResultsVisibility,
     captcha_required: bool,
+    policy: VotePolicy,
     version: u64,
     created_at: Timestamp,
 }
@@ -319,6 +324,7 @@ impl Election {
             status: ElectionStatus::Draft,
             visibility: new.visibility,
             captcha_required: new.captcha_required,
+            policy: new.policy,
             version: 1,
             created_at: now,
         })
@@ -339,6 +345,7 @@ impl Election {
             status: parts.status,
             visibility: parts.visibility,
             captcha_required: parts.captcha_required,
+            policy: parts.policy,
             version: parts.version,
             created_at: parts.created_at,
         })
@@ -369,6 +376,10 @@ impl Election {
     pub fn captcha_required(&self) -> bool {
         self.captcha_required
     }
+    /// How many votes a viewer has: fixed once voting starts.
+    pub fn policy(&self) -> VotePolicy {
+        self.policy
+    }
     /// The version this value was read at; stores bump it on every saved change.
     pub fn version(&self) -> u64 {
         self.version
@@ -389,6 +400,7 @@ impl Election {
             status: self.status,
             visibility: self.visibility,
             captcha_required: self.captcha_required,
+            policy: self.policy,
             version: self.version,
             created_at: self.created_at,
         }
@@ -561,6 +573,9 @@ impl Election {
         if let Some(captcha) = edit.captcha_required {
             self.captcha_required = captcha;
         }
+        if let Some(policy) = edit.policy {
+            self.policy = policy;
+        }
         Ok(())
     }
 
@@ -657,6 +672,7 @@ pub(crate) mod tests {
             candidates: (0..n).map(|i| draft(&format!("Candidate {i}"))).collect(),
             visibility: ResultsVisibility::Live,
             captcha_required: false,
+            policy: VotePolicy::Single,
         };
         Election::create(ElectionId::generate(), new, at(-1000), CandidateId::generate).unwrap()
     }
@@ -678,6 +694,7 @@ pub(crate) mod tests {
             candidates: vec![draft("Only")],
             visibility: ResultsVisibility::Live,
             captcha_required: false,
+            policy: VotePolicy::Single,
         };
         assert_eq!(
             Election::create(ElectionId::generate(), new.clone(), at(0), CandidateId::generate),
@@ -716,6 +733,7 @@ pub(crate) mod tests {
             status: ElectionStatus::Active,
             visibility: ResultsVisibility::Hidden,
             captcha_required: true,
+            policy: VotePolicy::Changeable,
             version: 7,
             created_at: at(0),
         };
@@ -859,10 +877,23 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert!(e.captcha_required());
+        let changeable = ElectionEdit {
+            policy: Some(VotePolicy::Changeable),
+            ..Default::default()
+        };
+        e.edit(changeable.clone(), at(99)).unwrap();
+        assert_eq!(e.policy(), VotePolicy::Changeable);
         let locked = Err(ElectionError::Locked {
             status: ElectionStatus::Active,
         });
         assert_eq!(e.edit(ElectionEdit::default(), at(100)), locked);
+        // The policy is locked once voting starts.
+        let single = ElectionEdit {
+            policy: Some(VotePolicy::Single),
+            ..Default::default()
+        };
+        assert_eq!(e.edit(single, at(100)), locked);
+        assert_eq!(e.policy(), VotePolicy::Changeable);
         assert_eq!(
             e.add_candidate(draft("Too late"), at(100), CandidateId::generate())
                 .map(|_| ()),

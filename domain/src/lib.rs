@@ -10,6 +10,7 @@
 
 pub mod election;
 pub mod ids;
+pub mod policy;
 pub mod reconcile;
 pub mod tally;
 pub mod text;
@@ -24,6 +25,10 @@ pub use election::{
     ResultsVisibility,
 };
 pub use ids::{ActorId, CandidateId, CorrelationId, ElectionId, IdError, IdempotencyKey, VoteId, VoterId};
+pub use policy::{
+    MAX_VOTES_LIMIT, MultiLimits, PolicyError, VoteLimitReached, VotePolicy, VoteSlot, current_vote,
+    next_multi_slot,
+};
 pub use reconcile::{ReconciliationCounts, Verdict};
 pub use tally::{CandidateCount, Percentage, Tally, TallyShard};
 pub use text::{CancelReason, CandidateName, Description, Party, TextError, Title};

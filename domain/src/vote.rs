@@ -5,6 +5,7 @@ use std::fmt;
 use crate::Timestamp;
 use crate::election::{Election, ElectionStatus};
 use crate::ids::{CandidateId, CorrelationId, ElectionId, VoteId, VoterId};
+use crate::policy::{VotePolicy, VoteSlot};
 
 /// A vote the rules admitted: it names a candidate of an election that was
 /// open at `accepted_at`. Not yet a vote anyone was told is accepted: that
@@ -18,6 +19,10 @@ pub struct Ballot {
     pub candidate_id: CandidateId,
     pub voter_id: VoterId,
     pub accepted_at: Timestamp,
+    /// Which of the voter's votes this is under the election's policy:
+    /// [`VoteSlot::FIRST`] until the dedup store gives the slot (always, in
+    /// a `single` election).
+    pub slot: VoteSlot,
 }
 
 /// An accepted vote with the correlation id of the request that cast it: the
@@ -110,11 +115,13 @@ pub fn accept(
         candidate_id: candidate,
         voter_id: voter,
         accepted_at: now,
+        slot: VoteSlot::FIRST,
     })
 }
 
-/// A queued vote whose election or candidate the catalog does not know: it
-/// can never be stored and goes to the dead-letter queue.
+/// A queued vote whose election or candidate the catalog does not know, or
+/// whose slot its election's policy does not give: it can never be stored
+/// and goes to the dead-letter queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BrokenReference {
     UnknownElection {
@@ -122,6 +129,11 @@ pub enum BrokenReference {
     },
     UnknownCandidate {
         candidate_id: CandidateId,
+        election_id: ElectionId,
+    },
+    SlotNotAdmitted {
+        slot: VoteSlot,
+        policy: VotePolicy,
         election_id: ElectionId,
     },
 }
@@ -138,6 +150,16 @@ impl fmt::Display for BrokenReference {
             } => write!(
                 f,
                 "candidate {candidate_id} is not part of election {election_id}"
+            ),
+            BrokenReference::SlotNotAdmitted {
+                slot,
+                policy,
+                election_id,
+            } => write!(
+                f,
+                "slot {}{} is not one the policy {policy} of election {election_id} gives",
+                slot.number,
+                slot.per_candidate.map(|k| format!("/{k}")).unwrap_or_default()
             ),
         }
     }
@@ -159,6 +181,13 @@ pub fn check_references(election: Option<&Election>, vote: &Ballot) -> Result<()
     if election.candidate(vote.candidate_id).is_none() {
         return Err(BrokenReference::UnknownCandidate {
             candidate_id: vote.candidate_id,
+            election_id: vote.election_id,
+        });
+    }
+    if !election.policy().admits(vote.slot) {
+        return Err(BrokenReference::SlotNotAdmitted {
+            slot: vote.slot,
+            policy: election.policy(),
             election_id: vote.election_id,
         });
     }

@@ -26,6 +26,7 @@ fn record(n: usize) -> VoteRecord {
             candidate_id: CandidateId::generate(),
             voter_id: VoterId::parse(format!("auth0|viewer-{n:08}")).expect("voter id"),
             accepted_at: Utc::now(),
+            slot: livevote_domain::VoteSlot::FIRST,
         },
         correlation_id: CorrelationId::generate(),
     }
@@ -90,6 +91,7 @@ fn claim_encode(c: &mut Criterion) {
     let claim = Claim {
         vote: record(1).vote,
         idempotency_key: Some(IdempotencyKey::parse("retry-7f3a9c").expect("key")),
+        policy: livevote_domain::VotePolicy::Single,
     };
     c.bench_function("claim_encode", |b| {
         b.iter(|| livevote_redis::encode_claim(ClaimState::Reserved, black_box(&claim)))

@@ -11,11 +11,20 @@
 //!
 //! The vote store's unique constraint is the final arbiter; losing this store
 //! weakens the early 409 but never lets a second vote be counted.
+//!
+//! Under a `multi` or `changeable` policy (ARCHITECTURE.md, "Vote policies")
+//! a claim is for one slot of the voter: `claim` gives the vote the lowest
+//! free slot within the policy's limits (`multi`) or the next change number
+//! (`changeable`), or answers that the limit is reached; `confirm` and
+//! `release` act on that slot only. Confirming a `changeable` vote moves the
+//! voter's live count to its candidate when it is the voter's newest
+//! confirmed change, and counts it as replaced otherwise.
 
 use std::future::Future;
 
 use livevote_domain::{
-    Ballot, CandidateCount, CandidateId, ElectionId, IdempotencyKey, Timestamp, VoteId, VoterId,
+    Ballot, CandidateCount, CandidateId, ElectionId, IdempotencyKey, Timestamp, VoteId, VoteLimitReached,
+    VotePolicy, VoteSlot, VoterId,
 };
 
 /// Why the dedup store or the live tallies failed.
@@ -30,9 +39,12 @@ pub enum DedupError {
 /// A claim on a voter's one vote in an election.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
+    /// The vote; its `slot` is the one `claim` gave (before: [`VoteSlot::FIRST`]).
     pub vote: Ballot,
     /// The client's `Idempotency-Key`, if it sent one.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The election's vote policy.
+    pub policy: VotePolicy,
 }
 
 /// Where an existing claim stands.
@@ -55,6 +67,8 @@ pub struct ExistingClaim {
     /// The candidate the claim's vote is for; `None` for a claim recorded
     /// without it (written by a version that did not keep it).
     pub candidate_id: Option<CandidateId>,
+    /// The slot the claim holds.
+    pub slot: VoteSlot,
 }
 
 impl ExistingClaim {
@@ -76,10 +90,14 @@ impl ExistingClaim {
 /// The result of a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {
-    /// This vote now holds the voter's claim, pending.
-    Claimed,
-    /// The voter already holds a claim; nothing was changed.
+    /// This vote now holds the voter's claim on this slot, pending.
+    Claimed(VoteSlot),
+    /// The voter already holds a claim (`single`), or the claim of the same
+    /// idempotency key (any policy); nothing was changed.
     Held(ExistingClaim),
+    /// `multi`: every vote the policy gives (or every vote for the
+    /// candidate) is held; nothing was changed.
+    LimitReached(VoteLimitReached),
 }
 
 /// The result of a confirm.
@@ -175,6 +193,13 @@ pub trait LiveTallies: Send + Sync + 'static {
         &self,
         election: ElectionId,
     ) -> impl Future<Output = Result<Vec<CandidateCount>, DedupError>> + Send;
+
+    /// `changeable`: confirmed votes that are not (or no longer) their
+    /// voter's current vote. Accepted votes = the tallies' total + this.
+    ///
+    /// # Errors
+    /// [`DedupError::Unavailable`].
+    fn replaced_votes(&self, election: ElectionId) -> impl Future<Output = Result<u64, DedupError>> + Send;
 
     /// Replaces an election's live tallies with `counts` (rebuild after data
     /// loss, from the vote store). Adapters MUST make the replacement atomic

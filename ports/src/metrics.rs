@@ -26,6 +26,8 @@ pub enum RejectReason {
     InvalidRequest,
     /// An idempotency key sent again with another vote than its first request's.
     IdempotencyKeyReused,
+    /// `multi`: the viewer's votes (or votes for the candidate) are used up.
+    VoteLimitReached,
 }
 
 impl RejectReason {
@@ -44,6 +46,7 @@ impl RejectReason {
             RejectReason::Unauthorized => "unauthorized",
             RejectReason::InvalidRequest => "invalid_request",
             RejectReason::IdempotencyKeyReused => "idempotency_key_reused",
+            RejectReason::VoteLimitReached => "vote_limit_reached",
         }
     }
 }

@@ -3,7 +3,8 @@
 use chrono::Duration;
 use livevote_domain::{
     ActorId, Ballot, CandidateDraft, CandidateName, CorrelationId, Description, Election, ElectionId,
-    NewElection, Party, ResultsVisibility, Timestamp, Title, VoteId, VoteRecord, VoterId, VotingWindow,
+    NewElection, Party, ResultsVisibility, Timestamp, Title, VoteId, VotePolicy, VoteRecord, VoteSlot,
+    VoterId, VotingWindow,
 };
 use livevote_ports::{AdminAction, ElectionAdmin};
 
@@ -39,6 +40,7 @@ pub fn new_election(title: &str, names: &[&str], start: Timestamp, end: Timestam
             .collect(),
         visibility: ResultsVisibility::Live,
         captcha_required: false,
+        policy: VotePolicy::Single,
     }
 }
 
@@ -96,6 +98,7 @@ pub fn record(election: &Election, voter: &str, candidate: usize, at: Timestamp)
             candidate_id: election.candidates()[candidate].id(),
             voter_id: VoterId::parse(voter).expect("valid voter"),
             accepted_at: at,
+            slot: VoteSlot::FIRST,
         },
         correlation_id: CorrelationId::generate(),
     }

@@ -27,8 +27,15 @@ struct State {
     elections: HashMap<ElectionId, Election>,
     audit: Vec<AuditEntry>,
     votes: HashMap<VoteId, StoredVote>,
-    by_voter: HashMap<(ElectionId, VoterId), VoteId>,
-    tallies: HashMap<(ElectionId, CandidateId), u64>,
+    /// The vote in each (election, voter, slot number).
+    by_voter: HashMap<(ElectionId, VoterId, u32), VoteId>,
+    /// The vote in each (election, voter, candidate, per-candidate slot).
+    by_candidate_slot: HashMap<(ElectionId, VoterId, CandidateId, u16), VoteId>,
+    /// `changeable`: each voter's current vote (its slot and candidate).
+    current: HashMap<(ElectionId, VoterId), (u32, CandidateId)>,
+    /// `changeable`: stored votes that are not current.
+    replaced: HashMap<ElectionId, u64>,
+    tallies: HashMap<(ElectionId, CandidateId), i64>,
     /// Conflicting vote id -> (election, the vote the voter already had).
     conflicts: HashMap<VoteId, (ElectionId, VoteId)>,
     redeliveries: HashMap<ElectionId, u64>,
@@ -81,9 +88,10 @@ impl MemoryDatabase {
         let mut state = self.lock();
         match state.votes.remove(&id) {
             Some(v) => {
+                let vote = v.record.vote;
                 state
                     .by_voter
-                    .remove(&(v.record.vote.election_id, v.record.vote.voter_id));
+                    .remove(&(vote.election_id, vote.voter_id, vote.slot.number));
                 true
             }
             None => false,
@@ -257,11 +265,25 @@ impl VoteStore for MemoryDatabase {
         let mut outcomes = Vec::with_capacity(votes.len());
         for record in votes {
             let v = &record.vote;
-            // What is held for this vote: itself, or the voter's vote; the rules say what that makes it.
+            // What is held for this vote: itself, or another vote in its
+            // slot (or per-candidate slot); the rules say what that makes it.
             let held = if state.votes.contains_key(&v.vote_id) {
                 Some(v.vote_id)
             } else {
-                state.by_voter.get(&(v.election_id, v.voter_id.clone())).copied()
+                state
+                    .by_voter
+                    .get(&(v.election_id, v.voter_id.clone(), v.slot.number))
+                    .or_else(|| {
+                        v.slot.per_candidate.and_then(|k| {
+                            state.by_candidate_slot.get(&(
+                                v.election_id,
+                                v.voter_id.clone(),
+                                v.candidate_id,
+                                k,
+                            ))
+                        })
+                    })
+                    .copied()
             };
             let outcome = match arrival(v.vote_id, held) {
                 Arrival::Redelivery => {
@@ -277,9 +299,15 @@ impl VoteStore for MemoryDatabase {
                     PersistOutcome::Conflict { existing }
                 }
                 Arrival::First => {
+                    let voter = (v.election_id, v.voter_id.clone());
                     state
                         .by_voter
-                        .insert((v.election_id, v.voter_id.clone()), v.vote_id);
+                        .insert((v.election_id, v.voter_id.clone(), v.slot.number), v.vote_id);
+                    if let Some(k) = v.slot.per_candidate {
+                        state
+                            .by_candidate_slot
+                            .insert((v.election_id, v.voter_id.clone(), v.candidate_id, k), v.vote_id);
+                    }
                     state.votes.insert(
                         v.vote_id,
                         StoredVote {
@@ -287,7 +315,27 @@ impl VoteStore for MemoryDatabase {
                             persisted_at: now,
                         },
                     );
-                    *state.tallies.entry((v.election_id, v.candidate_id)).or_default() += 1;
+                    let replaces = state
+                        .elections
+                        .get(&v.election_id)
+                        .is_some_and(|e| e.policy().replaces());
+                    if replaces {
+                        match state.current.get(&voter).copied() {
+                            Some((slot, _)) if slot > v.slot.number => {
+                                *state.replaced.entry(v.election_id).or_default() += 1;
+                            }
+                            previous => {
+                                if let Some((_, old)) = previous {
+                                    *state.tallies.entry((v.election_id, old)).or_default() -= 1;
+                                    *state.replaced.entry(v.election_id).or_default() += 1;
+                                }
+                                *state.tallies.entry((v.election_id, v.candidate_id)).or_default() += 1;
+                                state.current.insert(voter, (v.slot.number, v.candidate_id));
+                            }
+                        }
+                    } else {
+                        *state.tallies.entry((v.election_id, v.candidate_id)).or_default() += 1;
+                    }
                     PersistOutcome::Inserted
                 }
             };
@@ -304,10 +352,10 @@ impl VoteStore for MemoryDatabase {
         Ok(state
             .tallies
             .iter()
-            .filter(|((e, _), _)| *e == election)
+            .filter(|((e, _), votes)| *e == election && **votes > 0)
             .map(|((_, c), &votes)| CandidateCount {
                 candidate_id: *c,
-                votes,
+                votes: votes.unsigned_abs(),
             })
             .collect())
     }
@@ -394,7 +442,7 @@ mod tests {
     use chrono::{Duration, Utc};
     use livevote_domain::{
         Ballot, CandidateDraft, CandidateName, CorrelationId, Description, NewElection, ResultsVisibility,
-        Title, VotingWindow,
+        Title, VotePolicy, VotingWindow,
     };
     use livevote_hosting::SystemClock;
 
@@ -413,6 +461,7 @@ mod tests {
                 .collect(),
             visibility: ResultsVisibility::Live,
             captcha_required: false,
+            policy: VotePolicy::Single,
         };
         livevote_testkit::fixtures::create(new, now)
     }
@@ -425,6 +474,7 @@ mod tests {
                 candidate_id: e.candidates()[candidate].id(),
                 voter_id: VoterId::parse(voter).unwrap(),
                 accepted_at: Utc::now(),
+                slot: livevote_domain::VoteSlot::FIRST,
             },
             correlation_id: CorrelationId::generate(),
         }

@@ -2,14 +2,20 @@
 //! claims that expire, accepted claims that expire much later, confirm and
 //! release that act only on the caller's own claim, and the tally bump done
 //! in the same atomic step as the confirm. Expiry follows the injected clock,
-//! so tests can let a claim lapse without waiting.
+//! so tests can let a claim lapse without waiting. The vote policies work as
+//! in the Redis adapter: a `multi` claim takes the lowest free slot
+//! ([`livevote_domain::next_multi_slot`]), a `changeable` claim the next
+//! change number, and confirming the newest change moves the live count.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::Duration;
-use livevote_domain::{CandidateCount, CandidateId, ElectionId, IdempotencyKey, Timestamp, VoteId, VoterId};
+use livevote_domain::{
+    CandidateCount, CandidateId, ElectionId, IdempotencyKey, Timestamp, VoteId, VotePolicy, VoteSlot,
+    VoterId, next_multi_slot,
+};
 use livevote_ports::{
     Claim, ClaimOutcome, ClaimState, Clock, ConfirmOutcome, DedupError, ExistingClaim, LiveTallies, VoteDedup,
 };
@@ -39,13 +45,20 @@ struct Entry {
     state: ClaimState,
     key: Option<IdempotencyKey>,
     candidate_id: CandidateId,
+    slot: VoteSlot,
     expires_at: Timestamp,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    claims: HashMap<(ElectionId, VoterId), Entry>,
+    /// A voter's claims, one per slot held.
+    claims: HashMap<(ElectionId, VoterId), Vec<Entry>>,
+    /// `changeable`: the last change number given to a voter.
+    changes: HashMap<(ElectionId, VoterId), u32>,
+    /// `changeable`: a voter's newest confirmed change and its candidate.
+    current: HashMap<(ElectionId, VoterId), (u32, CandidateId)>,
     tallies: HashMap<ElectionId, HashMap<CandidateId, u64>>,
+    replaced: HashMap<ElectionId, u64>,
 }
 
 /// Dedup claims and live tallies in memory. Clones share the same data.
@@ -99,12 +112,11 @@ impl MemoryDedup {
         }
     }
 
-    /// The live entry for a key, dropping it first if it has expired.
-    fn live<'a>(state: &'a mut State, key: &(ElectionId, VoterId), now: Timestamp) -> Option<&'a mut Entry> {
-        if state.claims.get(key).is_some_and(|e| e.expires_at <= now) {
-            state.claims.remove(key);
-        }
-        state.claims.get_mut(key)
+    /// A voter's live claims, dropping the expired ones first.
+    fn live<'a>(state: &'a mut State, key: &(ElectionId, VoterId), now: Timestamp) -> &'a mut Vec<Entry> {
+        let entries = state.claims.entry(key.clone()).or_default();
+        entries.retain(|e| e.expires_at > now);
+        entries
     }
 }
 
@@ -115,6 +127,7 @@ fn existing(entry: &Entry) -> ExistingClaim {
         state: entry.state,
         idempotency_key: entry.key.clone(),
         candidate_id: Some(entry.candidate_id),
+        slot: entry.slot,
     }
 }
 
@@ -125,21 +138,42 @@ impl VoteDedup for MemoryDedup {
         let v = &claim.vote;
         let key = (v.election_id, v.voter_id.clone());
         let mut state = self.lock();
-        if let Some(entry) = Self::live(&mut state, &key, now) {
-            return Ok(ClaimOutcome::Held(existing(entry)));
+        let entries = Self::live(&mut state, &key, now);
+        if let Some(retry) = entries
+            .iter()
+            .find(|e| claim.idempotency_key.is_some() && e.key == claim.idempotency_key)
+        {
+            return Ok(ClaimOutcome::Held(existing(retry)));
         }
-        state.claims.insert(
-            key,
-            Entry {
-                vote_id: v.vote_id,
-                accepted_at: v.accepted_at,
-                state: ClaimState::Reserved,
-                key: claim.idempotency_key.clone(),
-                candidate_id: v.candidate_id,
-                expires_at: now + self.config.pending_ttl,
+        let slot = match claim.policy {
+            VotePolicy::Single => match entries.first() {
+                Some(held) => return Ok(ClaimOutcome::Held(existing(held))),
+                None => VoteSlot::FIRST,
             },
-        );
-        Ok(ClaimOutcome::Claimed)
+            VotePolicy::Multi(limits) => {
+                let held: Vec<(VoteSlot, CandidateId)> =
+                    entries.iter().map(|e| (e.slot, e.candidate_id)).collect();
+                match next_multi_slot(limits, &held, v.candidate_id) {
+                    Ok(slot) => slot,
+                    Err(limit) => return Ok(ClaimOutcome::LimitReached(limit)),
+                }
+            }
+            VotePolicy::Changeable => {
+                let seq = state.changes.entry(key.clone()).or_default();
+                *seq += 1;
+                VoteSlot::sequence(*seq)
+            }
+        };
+        state.claims.entry(key).or_default().push(Entry {
+            vote_id: v.vote_id,
+            accepted_at: v.accepted_at,
+            state: ClaimState::Reserved,
+            key: claim.idempotency_key.clone(),
+            candidate_id: v.candidate_id,
+            slot,
+            expires_at: now + self.config.pending_ttl,
+        });
+        Ok(ClaimOutcome::Claimed(slot))
     }
 
     async fn confirm(&self, claim: &Claim) -> Result<ConfirmOutcome, DedupError> {
@@ -149,22 +183,41 @@ impl VoteDedup for MemoryDedup {
         let key = (v.election_id, v.voter_id.clone());
         let mut state = self.lock();
         let accepted_ttl = self.config.accepted_ttl;
-        let bump = match Self::live(&mut state, &key, now) {
-            Some(entry) if entry.vote_id == v.vote_id => {
+        let entries = Self::live(&mut state, &key, now);
+        let bump = match entries.iter_mut().find(|e| e.vote_id == v.vote_id) {
+            Some(entry) => {
                 let was_pending = entry.state == ClaimState::Reserved;
                 entry.state = ClaimState::Accepted;
                 entry.expires_at = now + accepted_ttl;
                 was_pending
             }
-            _ => return Ok(ConfirmOutcome::NotHeld),
+            None => return Ok(ConfirmOutcome::NotHeld),
         };
-        if bump {
-            *state
-                .tallies
-                .entry(v.election_id)
-                .or_default()
-                .entry(v.candidate_id)
-                .or_default() += 1;
+        if !bump {
+            return Ok(ConfirmOutcome::Confirmed);
+        }
+        let mut moves: Vec<(CandidateId, i64)> = vec![(v.candidate_id, 1)];
+        if claim.policy.replaces() {
+            match state.current.get(&key).copied() {
+                Some((seq, old)) if seq < v.slot.number => {
+                    moves.push((old, -1));
+                    *state.replaced.entry(v.election_id).or_default() += 1;
+                    state.current.insert(key, (v.slot.number, v.candidate_id));
+                }
+                Some(_) => {
+                    // An older change confirmed after a newer one: stored, never current.
+                    moves.clear();
+                    *state.replaced.entry(v.election_id).or_default() += 1;
+                }
+                None => {
+                    state.current.insert(key, (v.slot.number, v.candidate_id));
+                }
+            }
+        }
+        let tally = state.tallies.entry(v.election_id).or_default();
+        for (candidate, delta) in moves {
+            let count = tally.entry(candidate).or_default();
+            *count = count.saturating_add_signed(delta);
         }
         Ok(ConfirmOutcome::Confirmed)
     }
@@ -175,15 +228,13 @@ impl VoteDedup for MemoryDedup {
         let v = &claim.vote;
         let key = (v.election_id, v.voter_id.clone());
         let mut state = self.lock();
-        match Self::live(&mut state, &key, now) {
-            Some(entry) if entry.vote_id == v.vote_id && entry.state == ClaimState::Reserved => {
-                state.claims.remove(&key);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        let entries = Self::live(&mut state, &key, now);
+        let before = entries.len();
+        entries.retain(|e| !(e.vote_id == v.vote_id && e.state == ClaimState::Reserved));
+        Ok(entries.len() < before)
     }
 
+    /// The voter's claim (`single`), or the claim of the voter's newest vote.
     async fn lookup(
         &self,
         election: ElectionId,
@@ -192,7 +243,10 @@ impl VoteDedup for MemoryDedup {
         self.up()?;
         let now = self.clock.now();
         let mut state = self.lock();
-        Ok(Self::live(&mut state, &(election, voter.clone()), now).map(|e| existing(e)))
+        Ok(Self::live(&mut state, &(election, voter.clone()), now)
+            .iter()
+            .max_by_key(|e| e.slot.number)
+            .map(existing))
     }
 }
 
@@ -219,10 +273,16 @@ impl LiveTallies for MemoryDedup {
             .get(&election)
             .map(|t| {
                 t.iter()
+                    .filter(|(_, votes)| **votes > 0)
                     .map(|(&candidate_id, &votes)| CandidateCount { candidate_id, votes })
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn replaced_votes(&self, election: ElectionId) -> Result<u64, DedupError> {
+        self.up()?;
+        Ok(self.lock().replaced.get(&election).copied().unwrap_or(0))
     }
 
     async fn replace_counts(
@@ -256,8 +316,10 @@ mod tests {
                 candidate_id: CandidateId::generate(),
                 voter_id: VoterId::parse(voter).unwrap(),
                 accepted_at: Utc::now(),
+                slot: VoteSlot::FIRST,
             },
             idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
+            policy: VotePolicy::Single,
         }
     }
 
@@ -271,7 +333,10 @@ mod tests {
         let d = MemoryDedup::new(clock.clone(), DedupConfig::default());
         let e = ElectionId::generate();
         let first = claim(e, "v", Some("k1"));
-        assert_eq!(d.claim(&first).await.unwrap(), ClaimOutcome::Claimed);
+        assert_eq!(
+            d.claim(&first).await.unwrap(),
+            ClaimOutcome::Claimed(VoteSlot::FIRST)
+        );
         let second = claim(e, "v", Some("k2"));
         match d.claim(&second).await.unwrap() {
             ClaimOutcome::Held(x) => {
@@ -312,7 +377,10 @@ mod tests {
         assert_eq!(d.confirm(&first).await.unwrap(), ConfirmOutcome::NotHeld);
         assert_eq!(total(&d, e).await, 0, "a confirm after expiry does not count");
         let retry = claim(e, "v", None);
-        assert_eq!(d.claim(&retry).await.unwrap(), ClaimOutcome::Claimed);
+        assert_eq!(
+            d.claim(&retry).await.unwrap(),
+            ClaimOutcome::Claimed(VoteSlot::FIRST)
+        );
         assert!(
             !d.release(&first).await.unwrap(),
             "the first attempt cannot release the retry's claim"
@@ -334,7 +402,7 @@ mod tests {
         }
         let mut winners = 0;
         for t in tasks {
-            if t.await.unwrap() == ClaimOutcome::Claimed {
+            if t.await.unwrap() == ClaimOutcome::Claimed(VoteSlot::FIRST) {
                 winners += 1;
             }
         }

@@ -397,6 +397,7 @@ mod tests {
                     candidate_id: CandidateId::generate(),
                     voter_id: VoterId::parse(format!("v{i}")).unwrap(),
                     accepted_at: Utc::now(),
+                    slot: livevote_domain::VoteSlot::FIRST,
                 },
                 correlation_id: CorrelationId::generate(),
             })

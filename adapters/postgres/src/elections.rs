@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use livevote_domain::election::ElectionParts;
 use livevote_domain::{
     ActorId, Candidate, CandidateId, CandidateName, Description, Election, ElectionId, ElectionStatus, Party,
-    ResultsVisibility, Timestamp, Title, VotingWindow,
+    ResultsVisibility, Timestamp, Title, VotePolicy, VotingWindow,
 };
 use livevote_ports::{
     AdminAction, AdminError, AuditEntry, CatalogError, ElectionAdmin, ElectionCatalog, Page, PageRequest,
@@ -30,7 +30,8 @@ pub struct PgElections {
 /// The columns every election query selects, in the order [`restore`] reads them.
 macro_rules! election_columns {
     () => {
-        "election_id, title, description, starts_at, ends_at, status, visibility, captcha_required, version, created_at"
+        "election_id, title, description, starts_at, ends_at, status, visibility, captcha_required, version, created_at, \
+         policy, max_votes, max_per_candidate"
     };
 }
 
@@ -91,6 +92,13 @@ fn restore(row: &PgRow, candidates: Vec<Candidate>) -> Result<Election, Corrupt>
         status: ElectionStatus::parse(&status).ok_or_else(|| bad("status", &status))?,
         visibility: ResultsVisibility::parse(&visibility).ok_or_else(|| bad("visibility", &visibility))?,
         captcha_required: row.get(7),
+        policy: {
+            let name: String = row.get(10);
+            let max_votes: Option<i16> = row.get(11);
+            let per_candidate: Option<i16> = row.get(12);
+            VotePolicy::from_parts(&name, max_votes.map(i64::from), per_candidate.map(i64::from))
+                .map_err(|e| bad("policy", e))?
+        },
         version: u64::try_from(version).map_err(|e| bad("version", e))?,
         created_at: row.get(9),
     };
@@ -216,8 +224,9 @@ async fn append_audit(
     Ok(())
 }
 
-/// Binds an election's settings as `$1..=$7`: title, description, start,
-/// end, status, visibility, captcha flag (the order both writes use).
+/// Binds an election's settings as `$1..=$10`: title, description, start,
+/// end, status, visibility, captcha flag, policy, max votes, max per
+/// candidate (the order both writes use).
 fn bind_settings<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     e: &'q Election,
@@ -230,6 +239,9 @@ fn bind_settings<'q>(
         .bind(e.stored_status().as_str())
         .bind(e.visibility().as_str())
         .bind(e.captcha_required())
+        .bind(e.policy().as_str())
+        .bind(e.policy().max_votes().map(|n| n as i16))
+        .bind(e.policy().max_per_candidate().map(|n| n as i16))
 }
 
 impl PgElections {
@@ -262,8 +274,8 @@ impl ElectionAdmin for PgElections {
         let mut tx = self.pool.begin().await.map_err(admin_error)?;
         let insert = sqlx::query(
             "INSERT INTO elections (title, description, starts_at, ends_at, status, visibility, captcha_required,
-                                    election_id, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+                                    policy, max_votes, max_per_candidate, election_id, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
              ON CONFLICT (election_id) DO NOTHING",
         );
         let inserted = bind_settings(insert, election)
@@ -316,8 +328,9 @@ impl ElectionAdmin for PgElections {
         let mut tx = self.pool.begin().await.map_err(admin_error)?;
         let update = sqlx::query(
             "UPDATE elections SET title = $1, description = $2, starts_at = $3, ends_at = $4, status = $5,
-                    visibility = $6, captcha_required = $7, version = version + 1, updated_at = $8
-              WHERE election_id = $9 AND version = $10
+                    visibility = $6, captcha_required = $7, policy = $8, max_votes = $9, max_per_candidate = $10,
+                    version = version + 1, updated_at = $11
+              WHERE election_id = $12 AND version = $13
               RETURNING version",
         );
         let updated: Option<i64> = bind_settings(update, election)

@@ -16,13 +16,26 @@
 //! 4. tallies grow by exactly the inserted rows, on one counter shard per
 //!    batch chosen from the batch's first vote id, rows touched in a fixed
 //!    order so concurrent batches cannot deadlock.
+//!
+//! Vote policies (ARCHITECTURE.md, "Vote policies"): before the insert, each
+//! vote's slot is checked against its election's policy (read once per
+//! election and remembered once voting started: a policy is fixed from
+//! then on); a slot the policy does not give refuses the batch like an
+//! unknown reference. The unique slot per voter (and per voter and
+//! candidate) decides conflicts for every policy. Under `changeable`, step 4
+//! moves the tallies instead: each voter's `current_votes` row is upserted
+//! with the batch's highest slot, only where it is higher than the stored
+//! one (the row lock serialises concurrent batches of one voter), and the
+//! tallies move from the replaced candidate to the new one; every stored
+//! vote that is not current is counted in `replaced_shards`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use livevote_domain::{
-    Arrival, Ballot, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId,
-    arrival,
+    Arrival, Ballot, CandidateCount, CandidateId, CorrelationId, ElectionId, VoteId, VotePolicy, VoteRecord,
+    VoteSlot, VoterId, arrival,
 };
 use livevote_ports::{
     HourlyCount, PersistOutcome, PersistReport, StoreCounts, StoreError, StoredVote, VoteActivity, VoteStore,
@@ -50,6 +63,8 @@ impl Default for StoreConfig {
 pub struct PgVoteStore {
     pool: PgPool,
     config: StoreConfig,
+    /// Policies of elections whose voting has started (fixed from then on).
+    policies: Arc<Mutex<HashMap<Uuid, VotePolicy>>>,
     /// Fault builds only: commit with the server's `synchronous_commit` instead of forcing it on.
     #[cfg(feature = "fault-injection")]
     server_commit_mode: bool,
@@ -80,6 +95,8 @@ struct Columns {
     voter_ids: Vec<String>,
     accepted_at: Vec<DateTime<Utc>>,
     correlation_ids: Vec<String>,
+    slots: Vec<i32>,
+    candidate_slots: Vec<Option<i16>>,
 }
 
 impl Columns {
@@ -91,6 +108,8 @@ impl Columns {
             voter_ids: Vec::with_capacity(votes.len()),
             accepted_at: Vec::with_capacity(votes.len()),
             correlation_ids: Vec::with_capacity(votes.len()),
+            slots: Vec::with_capacity(votes.len()),
+            candidate_slots: Vec::with_capacity(votes.len()),
         };
         for r in votes {
             let v = &r.vote;
@@ -100,6 +119,10 @@ impl Columns {
             c.voter_ids.push(v.voter_id.as_str().to_owned());
             c.accepted_at.push(v.accepted_at);
             c.correlation_ids.push(r.correlation_id.as_str().to_owned());
+            // Slots past the column's range are refused before the insert.
+            c.slots.push(i32::try_from(v.slot.number).unwrap_or(i32::MAX));
+            c.candidate_slots
+                .push(v.slot.per_candidate.map(|n| i16::try_from(n).unwrap_or(i16::MAX)));
         }
         c
     }
@@ -110,6 +133,7 @@ impl PgVoteStore {
         Self {
             pool,
             config,
+            policies: Arc::default(),
             #[cfg(feature = "fault-injection")]
             server_commit_mode: false,
         }
@@ -155,11 +179,24 @@ impl PgVoteStore {
         let mut tx = self.pool.begin_with(begin).await.map_err(store_error)?;
         // The votes' foreign key checks every reference as the rows go in;
         // only when it refuses one is the batch looked at again to name them.
+        let policies = self.policies_of(&mut tx, &cols.election_ids).await?;
+        let refused: Vec<VoteId> = votes
+            .iter()
+            .filter(|r| {
+                policies
+                    .get(&r.vote.election_id.as_uuid())
+                    .is_some_and(|p| !p.admits(r.vote.slot) || r.vote.slot.number > i32::MAX as u32)
+            })
+            .map(|r| r.vote.vote_id)
+            .collect();
+        if !refused.is_empty() {
+            return Err(StoreError::UnknownReference(refused));
+        }
         let inserted: Vec<Uuid> = match sqlx::query_scalar(
-            "INSERT INTO votes (vote_id, election_id, candidate_id, voter_id, accepted_at, correlation_id)
-             SELECT vote_id, election_id, candidate_id, voter_id, accepted_at, correlation_id
-               FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[])
-                    WITH ORDINALITY AS t(vote_id, election_id, candidate_id, voter_id, accepted_at, correlation_id, ord)
+            "INSERT INTO votes (vote_id, election_id, candidate_id, voter_id, accepted_at, correlation_id, slot, candidate_slot)
+             SELECT vote_id, election_id, candidate_id, voter_id, accepted_at, correlation_id, slot, candidate_slot
+               FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::timestamptz[], $6::text[], $7::int4[], $8::int2[])
+                    WITH ORDINALITY AS t(vote_id, election_id, candidate_id, voter_id, accepted_at, correlation_id, slot, candidate_slot, ord)
               ORDER BY ord
              ON CONFLICT DO NOTHING
              RETURNING vote_id",
@@ -170,6 +207,8 @@ impl PgVoteStore {
         .bind(&cols.voter_ids)
         .bind(&cols.accepted_at)
         .bind(&cols.correlation_ids)
+        .bind(&cols.slots)
+        .bind(&cols.candidate_slots)
         .fetch_all(&mut *tx)
         .await
         {
@@ -196,7 +235,8 @@ impl PgVoteStore {
         if !rest.is_empty() {
             self.classify(&mut tx, &cols, &rest, &mut outcomes).await?;
         }
-        self.add_tallies(&mut tx, votes, &outcomes, &claimed).await?;
+        self.add_tallies(&mut tx, votes, &outcomes, &claimed, &policies)
+            .await?;
         tx.commit().await.map_err(store_error)?;
         Ok(PersistReport { outcomes })
     }
@@ -239,24 +279,38 @@ impl PgVoteStore {
         let rest_elections: Vec<Uuid> = rest.iter().map(|&i| cols.election_ids[i]).collect();
         let rest_voters: Vec<String> = rest.iter().map(|&i| cols.voter_ids[i].clone()).collect();
         let rest_ids: Vec<Uuid> = rest.iter().map(|&i| cols.vote_ids[i]).collect();
+        let rest_slots: Vec<i32> = rest.iter().map(|&i| cols.slots[i]).collect();
+        let rest_candidates: Vec<Uuid> = rest.iter().map(|&i| cols.candidate_ids[i]).collect();
+        let rest_candidate_slots: Vec<Option<i16>> = rest.iter().map(|&i| cols.candidate_slots[i]).collect();
+        // What holds each vote's place: itself (a redelivery), or another vote
+        // in its slot, or in its per-candidate slot.
         let rows = sqlx::query(
-            "SELECT v.vote_id, v.election_id, v.voter_id
+            "SELECT v.vote_id, v.election_id, v.voter_id, v.slot, v.candidate_id, v.candidate_slot
                FROM votes v
               WHERE v.vote_id = ANY($3)
-                 OR (v.election_id, v.voter_id) IN (SELECT * FROM UNNEST($1::uuid[], $2::text[]))",
+                 OR (v.election_id, v.voter_id, v.slot) IN (SELECT * FROM UNNEST($1::uuid[], $2::text[], $4::int4[]))
+                 OR (v.candidate_slot IS NOT NULL AND (v.election_id, v.voter_id, v.candidate_id, v.candidate_slot)
+                     IN (SELECT * FROM UNNEST($1::uuid[], $2::text[], $5::uuid[], $6::int2[])))",
         )
         .bind(&rest_elections)
         .bind(&rest_voters)
         .bind(&rest_ids)
+        .bind(&rest_slots)
+        .bind(&rest_candidates)
+        .bind(&rest_candidate_slots)
         .fetch_all(&mut **tx)
         .await
         .map_err(store_error)?;
         let mut stored_ids: HashSet<Uuid> = HashSet::new();
-        let mut by_voter: HashMap<(Uuid, String), Uuid> = HashMap::new();
+        let mut by_slot: HashMap<(Uuid, String, i32), Uuid> = HashMap::new();
+        let mut by_candidate_slot: HashMap<(Uuid, String, Uuid, i16), Uuid> = HashMap::new();
         for row in rows {
             let id: Uuid = row.get(0);
             stored_ids.insert(id);
-            by_voter.insert((row.get(1), row.get(2)), id);
+            by_slot.insert((row.get(1), row.get(2), row.get(3)), id);
+            if let Some(n) = row.get::<Option<i16>, _>(5) {
+                by_candidate_slot.insert((row.get(1), row.get(2), row.get(4), n), id);
+            }
         }
         let mut conflicts: Vec<usize> = Vec::new();
         let mut existing_ids: Vec<Uuid> = Vec::new();
@@ -268,9 +322,17 @@ impl PgVoteStore {
             let held = if stored_ids.contains(&id) {
                 Some(id)
             } else {
-                by_voter
-                    .get(&(cols.election_ids[i], cols.voter_ids[i].clone()))
+                let (e, voter) = (cols.election_ids[i], cols.voter_ids[i].clone());
+                by_slot
+                    .get(&(e, voter.clone(), cols.slots[i]))
                     .copied()
+                    .or_else(|| {
+                        cols.candidate_slots[i].and_then(|n| {
+                            by_candidate_slot
+                                .get(&(e, voter, cols.candidate_ids[i], n))
+                                .copied()
+                        })
+                    })
             };
             let Some(held) = held else {
                 return Err(StoreError::Unknown(anyhow::anyhow!(
@@ -340,50 +402,207 @@ impl PgVoteStore {
         Ok(())
     }
 
-    /// Adds the inserted votes to one tally shard, rows in (election, candidate) order.
+    /// The policies of the batch's elections: remembered ones, the rest
+    /// read in the batch's transaction. An election the store does not know
+    /// is left out (the votes' foreign key refuses its votes).
+    async fn policies_of(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        elections: &[Uuid],
+    ) -> Result<HashMap<Uuid, VotePolicy>, StoreError> {
+        let mut out: HashMap<Uuid, VotePolicy> = HashMap::new();
+        let mut missing: Vec<Uuid> = Vec::new();
+        {
+            let known = self.policies.lock().expect("policies lock");
+            for e in elections {
+                if out.contains_key(e) || missing.contains(e) {
+                    continue;
+                }
+                match known.get(e) {
+                    Some(p) => {
+                        out.insert(*e, *p);
+                    }
+                    None => missing.push(*e),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        let rows = sqlx::query(
+            "SELECT election_id, policy, max_votes, max_per_candidate,
+                    status NOT IN ('DRAFT', 'SCHEDULED') OR starts_at <= now() AS started
+               FROM elections WHERE election_id = ANY($1)",
+        )
+        .bind(&missing)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(store_error)?;
+        let mut known = self.policies.lock().expect("policies lock");
+        for row in rows {
+            let id: Uuid = row.get(0);
+            let name: String = row.get(1);
+            let max_votes: Option<i16> = row.get(2);
+            let per_candidate: Option<i16> = row.get(3);
+            let policy =
+                VotePolicy::from_parts(&name, max_votes.map(i64::from), per_candidate.map(i64::from))
+                    .map_err(|e| corrupt("policy", e))?;
+            if row.get::<bool, _>(4) {
+                known.insert(id, policy);
+            }
+            out.insert(id, policy);
+        }
+        Ok(out)
+    }
+
+    /// Counts the inserted votes into the tallies on one shard, rows in
+    /// (election, candidate) order; under `changeable`, moves them instead
+    /// ([`PgVoteStore::move_current_votes`]).
     async fn add_tallies(
         &self,
         tx: &mut Transaction<'_, Postgres>,
         votes: &[VoteRecord],
         outcomes: &[PersistOutcome],
         inserted: &HashSet<Uuid>,
+        policies: &HashMap<Uuid, VotePolicy>,
     ) -> Result<(), StoreError> {
         let mut counts: BTreeMap<(Uuid, Uuid), i64> = BTreeMap::new();
+        let mut changes: Vec<&Ballot> = Vec::new();
         let mut seen: HashSet<Uuid> = HashSet::new();
         for (record, outcome) in votes.iter().zip(outcomes) {
             let v = &record.vote;
             let id = v.vote_id.as_uuid();
             if matches!(outcome, PersistOutcome::Inserted) && inserted.contains(&id) && seen.insert(id) {
-                *counts
-                    .entry((v.election_id.as_uuid(), v.candidate_id.as_uuid()))
-                    .or_default() += 1;
+                if policies
+                    .get(&v.election_id.as_uuid())
+                    .is_some_and(VotePolicy::replaces)
+                {
+                    changes.push(v);
+                } else {
+                    *counts
+                        .entry((v.election_id.as_uuid(), v.candidate_id.as_uuid()))
+                        .or_default() += 1;
+                }
             }
         }
-        if counts.is_empty() {
-            return Ok(());
-        }
         let shard = self.shard_for(votes);
-        let mut elections = Vec::with_capacity(counts.len());
-        let mut candidates = Vec::with_capacity(counts.len());
-        let mut deltas = Vec::with_capacity(counts.len());
-        for ((e, c), n) in counts {
-            elections.push(e);
-            candidates.push(c);
-            deltas.push(n);
+        let mut replaced: BTreeMap<Uuid, i64> = BTreeMap::new();
+        if !changes.is_empty() {
+            self.move_current_votes(tx, &changes, &mut counts, &mut replaced)
+                .await?;
         }
-        sqlx::query(
-            "INSERT INTO tally_shards (election_id, candidate_id, shard, votes)
-             SELECT e, c, $3, n FROM UNNEST($1::uuid[], $2::uuid[], $4::int8[]) WITH ORDINALITY AS t(e, c, n, ord)
+        counts.retain(|_, n| *n != 0);
+        if !counts.is_empty() {
+            let mut elections = Vec::with_capacity(counts.len());
+            let mut candidates = Vec::with_capacity(counts.len());
+            let mut deltas = Vec::with_capacity(counts.len());
+            for ((e, c), n) in counts {
+                elections.push(e);
+                candidates.push(c);
+                deltas.push(n);
+            }
+            sqlx::query(
+                "INSERT INTO tally_shards (election_id, candidate_id, shard, votes)
+                 SELECT e, c, $3, n FROM UNNEST($1::uuid[], $2::uuid[], $4::int8[]) WITH ORDINALITY AS t(e, c, n, ord)
+                  ORDER BY ord
+                 ON CONFLICT (election_id, candidate_id, shard) DO UPDATE SET votes = tally_shards.votes + EXCLUDED.votes",
+            )
+            .bind(&elections)
+            .bind(&candidates)
+            .bind(shard)
+            .bind(&deltas)
+            .execute(&mut **tx)
+            .await
+            .map_err(store_error)?;
+        }
+        replaced.retain(|_, n| *n != 0);
+        if !replaced.is_empty() {
+            let (elections, deltas): (Vec<Uuid>, Vec<i64>) = replaced.into_iter().unzip();
+            sqlx::query(
+                "INSERT INTO replaced_shards (election_id, shard, votes)
+                 SELECT e, $2, n FROM UNNEST($1::uuid[], $3::int8[]) WITH ORDINALITY AS t(e, n, ord)
+                  ORDER BY ord
+                 ON CONFLICT (election_id, shard) DO UPDATE SET votes = replaced_shards.votes + EXCLUDED.votes",
+            )
+            .bind(&elections)
+            .bind(shard)
+            .bind(&deltas)
+            .execute(&mut **tx)
+            .await
+            .map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// `changeable`: makes each voter's highest new vote current where it is
+    /// higher than the stored current one, and turns that into tally deltas
+    /// (+1 for the new candidate, -1 for the replaced one) and replaced
+    /// counts (every new vote that is not current, and every vote it replaced).
+    async fn move_current_votes(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        changes: &[&Ballot],
+        counts: &mut BTreeMap<(Uuid, Uuid), i64>,
+        replaced: &mut BTreeMap<Uuid, i64>,
+    ) -> Result<(), StoreError> {
+        // The highest new vote of each voter, in key order (the lock order).
+        let mut highest: BTreeMap<(Uuid, &str), &Ballot> = BTreeMap::new();
+        for v in changes {
+            *replaced.entry(v.election_id.as_uuid()).or_default() += 1;
+            let key = (v.election_id.as_uuid(), v.voter_id.as_str());
+            let newer = highest.get(&key).is_none_or(|h| h.slot.number < v.slot.number);
+            if newer {
+                highest.insert(key, v);
+            }
+        }
+        let mut elections = Vec::with_capacity(highest.len());
+        let mut voters = Vec::with_capacity(highest.len());
+        let mut slots = Vec::with_capacity(highest.len());
+        let mut vote_ids = Vec::with_capacity(highest.len());
+        let mut candidates = Vec::with_capacity(highest.len());
+        for ((e, voter), v) in &highest {
+            elections.push(*e);
+            voters.push((*voter).to_owned());
+            slots.push(i32::try_from(v.slot.number).unwrap_or(i32::MAX));
+            vote_ids.push(v.vote_id.as_uuid());
+            candidates.push(v.candidate_id.as_uuid());
+        }
+        // In the SET list `c.` is the row before the update: the candidate
+        // the change replaces is kept in the row and returned with it.
+        let rows = sqlx::query(
+            "INSERT INTO current_votes AS c (election_id, voter_id, slot, vote_id, candidate_id)
+             SELECT e, voter, slot, vote, candidate
+               FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::uuid[], $5::uuid[]) WITH ORDINALITY
+                    AS t(e, voter, slot, vote, candidate, ord)
               ORDER BY ord
-             ON CONFLICT (election_id, candidate_id, shard) DO UPDATE SET votes = tally_shards.votes + EXCLUDED.votes",
+             ON CONFLICT (election_id, voter_id) DO UPDATE
+                SET slot = EXCLUDED.slot, vote_id = EXCLUDED.vote_id, candidate_id = EXCLUDED.candidate_id,
+                    replaced_candidate_id = c.candidate_id
+              WHERE c.slot < EXCLUDED.slot
+             RETURNING c.election_id, c.candidate_id, c.replaced_candidate_id, (xmax = 0) AS fresh",
         )
         .bind(&elections)
+        .bind(&voters)
+        .bind(&slots)
+        .bind(&vote_ids)
         .bind(&candidates)
-        .bind(shard)
-        .bind(&deltas)
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await
         .map_err(store_error)?;
+        for row in rows {
+            let e: Uuid = row.get(0);
+            // This vote is current: it was counted as replaced above.
+            *replaced.entry(e).or_default() -= 1;
+            *counts.entry((e, row.get(1))).or_default() += 1;
+            if !row.get::<bool, _>(3) {
+                // It replaced a current vote, which now counts as replaced.
+                let old: Option<Uuid> = row.get(2);
+                let old = old
+                    .ok_or_else(|| corrupt("current vote", "a replacement without the replaced candidate"))?;
+                *counts.entry((e, old)).or_default() -= 1;
+                *replaced.entry(e).or_default() += 1;
+            }
+        }
         Ok(())
     }
 }
@@ -417,7 +636,7 @@ impl VoteStore for PgVoteStore {
 
     async fn find_vote(&self, id: VoteId) -> Result<Option<StoredVote>, StoreError> {
         let row = sqlx::query(
-            "SELECT election_id, candidate_id, voter_id, accepted_at, correlation_id, persisted_at
+            "SELECT election_id, candidate_id, voter_id, accepted_at, correlation_id, persisted_at, slot, candidate_slot
                FROM votes WHERE vote_id = $1",
         )
         .bind(id.as_uuid())
@@ -435,6 +654,14 @@ impl VoteStore for PgVoteStore {
                     candidate_id: CandidateId::from_uuid(row.get(1)),
                     voter_id: VoterId::parse(voter).map_err(|e| corrupt("voter id", e))?,
                     accepted_at: row.get(3),
+                    slot: VoteSlot {
+                        number: u32::try_from(row.get::<i32, _>(6)).map_err(|e| corrupt("slot", e))?,
+                        per_candidate: row
+                            .get::<Option<i16>, _>(7)
+                            .map(u16::try_from)
+                            .transpose()
+                            .map_err(|e| corrupt("candidate slot", e))?,
+                    },
                 },
                 correlation_id: CorrelationId::parse(correlation)
                     .map_err(|e| corrupt("correlation id", e))?,
@@ -444,10 +671,12 @@ impl VoteStore for PgVoteStore {
     }
 
     async fn counts(&self, election: ElectionId) -> Result<StoreCounts, StoreError> {
-        // P from the tally shards: written in the same transaction as the rows,
-        // so equal to count(votes) without scanning millions of rows.
+        // P from the tally and replaced shards: written in the same
+        // transaction as the rows, so equal to count(votes) without scanning
+        // millions of rows.
         let row = sqlx::query(
-            "SELECT (SELECT coalesce(sum(votes), 0)::int8 FROM tally_shards WHERE election_id = $1),
+            "SELECT (SELECT coalesce(sum(votes), 0)::int8 FROM tally_shards WHERE election_id = $1)
+                    + (SELECT coalesce(sum(votes), 0)::int8 FROM replaced_shards WHERE election_id = $1),
                     (SELECT count(*)::int8 FROM vote_conflicts WHERE election_id = $1),
                     (SELECT coalesce(sum(copies), 0)::int8 FROM redelivery_shards WHERE election_id = $1)",
         )

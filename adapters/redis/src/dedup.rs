@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use anyhow::{Context, anyhow};
 use fred::prelude::{Error as FredError, Expiration, HashesInterface, KeysInterface, SetOptions};
 use fred::types::scripts::Script;
-use livevote_domain::{CandidateCount, CandidateId, ElectionId, IdempotencyKey, VoteId, VoterId};
+use livevote_domain::{
+    CandidateCount, CandidateId, ElectionId, IdempotencyKey, VoteId, VoteLimitReached, VotePolicy, VoteSlot,
+    VoterId,
+};
 use livevote_ports::{
     Claim, ClaimOutcome, ClaimState, ConfirmOutcome, DedupError, ExistingClaim, LiveTallies, VoteDedup,
 };
@@ -77,12 +80,157 @@ if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
 return #ARGV / 2
 ";
 
+/// `multi` claim: the lowest free slot of the voter, within the limits.
+///
+/// KEYS: the voter's slots hash (fields `<n>` or `<n>/<k>`, `k` the
+/// per-candidate slot; values are claim values). ARGV: max votes, max per
+/// candidate (0: none), pending TTL ms, accepted TTL ms, vote id, candidate,
+/// the pending claim value, idempotency key (may be empty). A pending slot
+/// older than the pending TTL (by its accepted-at time against the server's
+/// clock) is dropped first. Returns `{code, a, b, value}`: code 0 claimed
+/// slot `a`/`b` (b = 0: no per-candidate slot); 1 this vote already holds
+/// slot a/b (a retried command); 2 the claim of the same idempotency key
+/// holds slot a/b with `value`; 3 limit reached, `a` used of `b`, value
+/// `c` when it is the per-candidate limit.
+pub const MULTI_CLAIM_LUA: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local used, used_k = {}, {}
+local count, mine = 0, 0
+for i = 1, #all, 2 do
+  local field, value = all[i], all[i + 1]
+  local state, vote, at, cand, key = string.match(value, '^(%u):([^:]*):([^:]*):([^:]*):(.*)$')
+  local n, k = string.match(field, '^(%d+)/?(%d*)$')
+  if state == 'P' and tonumber(at) * 1000 + tonumber(ARGV[3]) <= now_ms then
+    redis.call('HDEL', KEYS[1], field)
+  else
+    if k == '' then k = '0' end
+    if vote == ARGV[5] then return {'1', n, k, value} end
+    if ARGV[8] ~= '' and key == ARGV[8] then return {'2', n, k, value} end
+    used[tonumber(n)] = true
+    count = count + 1
+    if cand == ARGV[6] then
+      mine = mine + 1
+      used_k[tonumber(k)] = true
+    end
+  end
+end
+local slot = nil
+for n = 1, tonumber(ARGV[1]) do
+  if not used[n] then slot = n break end
+end
+if not slot then return {'3', tostring(count), ARGV[1], ''} end
+local field = tostring(slot)
+local per = 0
+if tonumber(ARGV[2]) > 0 then
+  for k = 1, tonumber(ARGV[2]) do
+    if not used_k[k] then per = k break end
+  end
+  if per == 0 then return {'3', tostring(mine), ARGV[2], 'c'} end
+  field = field .. '/' .. per
+end
+redis.call('HSET', KEYS[1], field, ARGV[7])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {'0', tostring(slot), tostring(per), ''}
+";
+
+/// `changeable` claim: the voter's next change number.
+///
+/// KEYS: the voter's slots hash (fields `seq`: last number given; `cur`:
+/// `<n>:<candidate>` of the newest confirmed change; `s:<n>`: claim values).
+/// ARGV: accepted TTL ms, vote id, the pending claim value, idempotency key
+/// (may be empty), pending TTL ms. A change 32 or more numbers behind the
+/// newest is forgotten once it is accepted (or its pending claim lapsed), so
+/// the hash stays small while every change still in flight keeps its claim;
+/// a retry with the key of a forgotten change is taken as a new change.
+/// Returns `{code, n, value}`: 0 claimed change `n`; 1 this vote already
+/// holds `n`; 2 the claim of the same idempotency key holds `n` with `value`.
+pub const CHANGE_CLAIM_LUA: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') + 1
+for i = 1, #all, 2 do
+  local n = string.match(all[i], '^s:(%d+)$')
+  if n then
+    local state, vote, at, cand, key = string.match(all[i + 1], '^(%u):([^:]*):([^:]*):([^:]*):(.*)$')
+    if vote == ARGV[2] then return {'1', n, all[i + 1]} end
+    if ARGV[4] ~= '' and key == ARGV[4] then return {'2', n, all[i + 1]} end
+    local settled = state == 'A' or tonumber(at) * 1000 + tonumber(ARGV[5]) <= now_ms
+    if tonumber(n) <= seq - 32 and settled then redis.call('HDEL', KEYS[1], all[i]) end
+  end
+end
+redis.call('HSET', KEYS[1], 'seq', seq, 's:' .. seq, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return {'0', tostring(seq), ''}
+";
+
+/// `multi` confirm: pending -> accepted for this vote's slot, and one more
+/// for its candidate on the voter's tally shard, in one step.
+///
+/// KEYS: slots hash, tally shard. ARGV: field, accepted value, candidate,
+/// vote id. Returns 2 (confirmed now), 1 (already), 0 (not this vote's).
+pub const MULTI_CONFIRM_LUA: &str = r"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old or string.sub(old, 3, 38) ~= ARGV[4] then return 0 end
+if string.sub(old, 1, 1) == 'A' then return 1 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+return 2
+";
+
+/// `changeable` confirm: pending -> accepted for this change; if it is newer
+/// than the voter's current confirmed change, the voter's live count moves
+/// from the old candidate to this one (both on the voter's own tally shard,
+/// so no shard goes below zero) and the old one counts as replaced;
+/// otherwise this change counts as replaced at once.
+///
+/// KEYS: slots hash, tally shard, replaced counter. ARGV: change number,
+/// accepted value, candidate, vote id. Returns 2, 1 or 0 as the others.
+pub const CHANGE_CONFIRM_LUA: &str = r"
+local field = 's:' .. ARGV[1]
+local old = redis.call('HGET', KEYS[1], field)
+if not old or string.sub(old, 3, 38) ~= ARGV[4] then return 0 end
+if string.sub(old, 1, 1) == 'A' then return 1 end
+redis.call('HSET', KEYS[1], field, ARGV[2])
+local cur = redis.call('HGET', KEYS[1], 'cur')
+if cur then
+  local seq, candidate = string.match(cur, '^(%d+):(.*)$')
+  if tonumber(seq) > tonumber(ARGV[1]) then
+    redis.call('INCR', KEYS[3])
+    return 2
+  end
+  redis.call('HINCRBY', KEYS[2], candidate, -1)
+  redis.call('INCR', KEYS[3])
+end
+redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+redis.call('HSET', KEYS[1], 'cur', ARGV[1] .. ':' .. ARGV[3])
+return 2
+";
+
+/// Release of a `multi` or `changeable` slot: delete it only while it is
+/// pending and this vote's. KEYS: slots hash. ARGV: field, vote id.
+pub const SLOT_RELEASE_LUA: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and string.sub(v, 1, 1) == 'P' and string.sub(v, 3, 38) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+";
+
 /// The scripts, loaded once per process and run by SHA-1.
 #[derive(Debug, Clone)]
 pub(crate) struct Scripts {
     confirm: Script,
     release: Script,
     replace: Script,
+    multi_claim: Script,
+    change_claim: Script,
+    multi_confirm: Script,
+    change_confirm: Script,
+    slot_release: Script,
 }
 
 impl Default for Scripts {
@@ -91,8 +239,34 @@ impl Default for Scripts {
             confirm: Script::from_lua(CONFIRM_MANY_LUA),
             release: Script::from_lua(RELEASE_LUA),
             replace: Script::from_lua(REPLACE_LUA),
+            multi_claim: Script::from_lua(MULTI_CLAIM_LUA),
+            change_claim: Script::from_lua(CHANGE_CLAIM_LUA),
+            multi_confirm: Script::from_lua(MULTI_CONFIRM_LUA),
+            change_confirm: Script::from_lua(CHANGE_CONFIRM_LUA),
+            slot_release: Script::from_lua(SLOT_RELEASE_LUA),
         }
     }
+}
+
+/// The field of a `multi` or `changeable` slot in the voter's slots hash.
+fn slot_field(policy: VotePolicy, slot: VoteSlot) -> String {
+    match (policy, slot.per_candidate) {
+        (VotePolicy::Changeable, _) => format!("s:{}", slot.number),
+        (_, Some(k)) => format!("{}/{k}", slot.number),
+        (_, None) => slot.number.to_string(),
+    }
+}
+
+fn number<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, DedupError> {
+    s.parse()
+        .map_err(|_| DedupError::Unknown(anyhow!("claim script answered {what} {s:?}")))
+}
+
+/// An existing claim found by a slot claim script, with its slot.
+fn held(value: &str, slot: VoteSlot) -> Result<ClaimOutcome, DedupError> {
+    let mut existing = decode_claim(value).map_err(DedupError::Unknown)?;
+    existing.slot = slot;
+    Ok(ClaimOutcome::Held(existing))
 }
 
 /// The hash tag of a key (`e:E:S` of `P:{e:E:S}:...`).
@@ -161,6 +335,7 @@ pub fn decode_claim(value: &str) -> anyhow::Result<ExistingClaim> {
         state,
         idempotency_key,
         candidate_id,
+        slot: VoteSlot::FIRST,
     })
 }
 
@@ -168,12 +343,91 @@ fn millis(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
-impl VoteDedup for RedisStore {
-    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, DedupError> {
-        self.claim_many(std::slice::from_ref(claim))
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(DedupError::Unknown(anyhow!("no answer for the claim"))))
+impl RedisStore {
+    /// One `multi` or `changeable` claim: one script call.
+    async fn claim_slot(&self, claim: &Claim) -> Result<ClaimOutcome, DedupError> {
+        let v = &claim.vote;
+        let key = self.keys.slots(v.election_id, &v.voter_id);
+        let pending = encode_claim(ClaimState::Reserved, claim);
+        let idempotency = claim
+            .idempotency_key
+            .as_ref()
+            .map(|k| k.as_str().to_owned())
+            .unwrap_or_default();
+        let vote_id = v.vote_id.as_uuid().hyphenated().to_string();
+        let accepted_ttl = millis(self.config.accepted_ttl).to_string();
+        match claim.policy {
+            VotePolicy::Multi(limits) => {
+                let args = vec![
+                    limits.max_votes().to_string(),
+                    limits.max_per_candidate().unwrap_or(0).to_string(),
+                    millis(self.config.pending_ttl).to_string(),
+                    accepted_ttl,
+                    vote_id,
+                    v.candidate_id.to_string(),
+                    pending,
+                    idempotency,
+                ];
+                let answer: Vec<String> = self
+                    .scripts
+                    .multi_claim
+                    .evalsha_with_reload(self.pool.next(), key, args)
+                    .await
+                    .map_err(to_dedup_error)?;
+                let [code, a, b, value] = answer.as_slice() else {
+                    return Err(DedupError::Unknown(anyhow!("multi claim answered {answer:?}")));
+                };
+                let slot = || -> Result<VoteSlot, DedupError> {
+                    let k: u16 = number(b, "slot")?;
+                    Ok(VoteSlot {
+                        number: number(a, "slot")?,
+                        per_candidate: (k > 0).then_some(k),
+                    })
+                };
+                match code.as_str() {
+                    "0" | "1" => Ok(ClaimOutcome::Claimed(slot()?)),
+                    "2" => held(value, slot()?),
+                    "3" => Ok(ClaimOutcome::LimitReached(VoteLimitReached {
+                        used: number(a, "used")?,
+                        max: number(b, "limit")?,
+                        per_candidate: value == "c",
+                    })),
+                    other => Err(DedupError::Unknown(anyhow!(
+                        "multi claim answered code {other:?}"
+                    ))),
+                }
+            }
+            VotePolicy::Changeable => {
+                let answer: Vec<String> = self
+                    .scripts
+                    .change_claim
+                    .evalsha_with_reload(
+                        self.pool.next(),
+                        key,
+                        vec![
+                            accepted_ttl,
+                            vote_id,
+                            pending,
+                            idempotency,
+                            millis(self.config.pending_ttl).to_string(),
+                        ],
+                    )
+                    .await
+                    .map_err(to_dedup_error)?;
+                let [code, n, value] = answer.as_slice() else {
+                    return Err(DedupError::Unknown(anyhow!("change claim answered {answer:?}")));
+                };
+                let slot = VoteSlot::sequence(number(n, "change number")?);
+                match code.as_str() {
+                    "0" | "1" => Ok(ClaimOutcome::Claimed(slot)),
+                    "2" => held(value, slot),
+                    other => Err(DedupError::Unknown(anyhow!(
+                        "change claim answered code {other:?}"
+                    ))),
+                }
+            }
+            VotePolicy::Single => Err(DedupError::Unknown(anyhow!("a single claim is not a slot claim"))),
+        }
     }
 
     /// `SET claim <pending> NX PX <pending ttl> GET` per claim, one native
@@ -186,7 +440,7 @@ impl VoteDedup for RedisStore {
     /// reads on the server for the same commands.) Commands on one
     /// connection run in order, so two claims of one voter in a batch are
     /// decided in order.
-    async fn claim_many(&self, claims: &[Claim]) -> Vec<Result<ClaimOutcome, DedupError>> {
+    async fn claim_singles(&self, claims: &[Claim]) -> Vec<Result<ClaimOutcome, DedupError>> {
         let client = self.pool.next();
         let ttl = millis(self.config.pending_ttl);
         // Each command's future is a few KiB: boxed one by one they come from
@@ -208,24 +462,17 @@ impl VoteDedup for RedisStore {
             .zip(answers)
             .map(|(claim, answer)| {
                 let Some(previous) = answer.map_err(to_dedup_error)? else {
-                    return Ok(ClaimOutcome::Claimed);
+                    return Ok(ClaimOutcome::Claimed(VoteSlot::FIRST));
                 };
                 let existing = decode_claim(&previous).map_err(DedupError::Unknown)?;
                 if existing.vote_id == claim.vote.vote_id {
                     // Our own claim: the first attempt succeeded and its reply
                     // was lost, then the client library sent the command again.
-                    return Ok(ClaimOutcome::Claimed);
+                    return Ok(ClaimOutcome::Claimed(VoteSlot::FIRST));
                 }
                 Ok(ClaimOutcome::Held(existing))
             })
             .collect()
-    }
-
-    async fn confirm(&self, claim: &Claim) -> Result<ConfirmOutcome, DedupError> {
-        self.confirm_many(std::slice::from_ref(claim))
-            .await
-            .pop()
-            .unwrap_or_else(|| Err(DedupError::Unknown(anyhow!("no answer for the confirm"))))
     }
 
     /// One script call for all the claims on a single server; one per hash
@@ -233,7 +480,7 @@ impl VoteDedup for RedisStore {
     /// go to the tally shard of its first claim: readers sum every shard, so
     /// which shard holds a count does not matter, and one shard per call
     /// lets the script add each candidate's votes with one `HINCRBY`.
-    async fn confirm_many(&self, claims: &[Claim]) -> Vec<Result<ConfirmOutcome, DedupError>> {
+    async fn confirm_singles(&self, claims: &[Claim]) -> Vec<Result<ConfirmOutcome, DedupError>> {
         let keys: Vec<String> = claims
             .iter()
             .map(|c| self.keys.claim(c.vote.election_id, &c.vote.voter_id))
@@ -305,8 +552,141 @@ impl VoteDedup for RedisStore {
             .collect()
     }
 
+    /// A batch with claims of other policies than `single`: the `single`
+    /// ones as one batch of native commands, the others one script call
+    /// each, all at once; answers in the order of `claims`.
+    async fn claim_mixed(&self, claims: &[Claim]) -> Vec<Result<ClaimOutcome, DedupError>> {
+        let (single, slotted): (Vec<usize>, Vec<usize>) =
+            (0..claims.len()).partition(|&i| claims[i].policy == VotePolicy::Single);
+        let single_claims: Vec<Claim> = single.iter().map(|&i| claims[i].clone()).collect();
+        let (single_answers, slot_answers) = futures_util::future::join(
+            Box::pin(self.claim_singles(&single_claims)),
+            futures_util::future::join_all(slotted.iter().map(|&i| Box::pin(self.claim_slot(&claims[i])))),
+        )
+        .await;
+        let mut out: Vec<Option<Result<ClaimOutcome, DedupError>>> = claims.iter().map(|_| None).collect();
+        for (i, answer) in single.into_iter().zip(single_answers) {
+            out[i] = Some(answer);
+        }
+        for (i, answer) in slotted.into_iter().zip(slot_answers) {
+            out[i] = Some(answer);
+        }
+        out.into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(DedupError::Unknown(anyhow!("no answer for the claim")))))
+            .collect()
+    }
+
+    /// One `multi` or `changeable` confirm: one script call.
+    async fn confirm_slot(&self, claim: &Claim) -> Result<ConfirmOutcome, DedupError> {
+        let v = &claim.vote;
+        let shard = self.keys.shard_of(&v.voter_id);
+        let accepted = encode_claim(ClaimState::Accepted, claim);
+        let vote_id = v.vote_id.as_uuid().hyphenated().to_string();
+        let mut keys = vec![
+            self.keys.slots(v.election_id, &v.voter_id),
+            self.keys.tally(v.election_id, shard),
+        ];
+        let answer: i64 = if claim.policy.replaces() {
+            keys.push(self.keys.replaced(v.election_id, shard));
+            let args = vec![
+                v.slot.number.to_string(),
+                accepted,
+                v.candidate_id.to_string(),
+                vote_id,
+            ];
+            self.scripts
+                .change_confirm
+                .evalsha_with_reload(self.pool.next(), keys, args)
+                .await
+        } else {
+            let args = vec![
+                slot_field(claim.policy, v.slot),
+                accepted,
+                v.candidate_id.to_string(),
+                vote_id,
+            ];
+            self.scripts
+                .multi_confirm
+                .evalsha_with_reload(self.pool.next(), keys, args)
+                .await
+        }
+        .map_err(to_dedup_error)?;
+        match answer {
+            1 | 2 => Ok(ConfirmOutcome::Confirmed),
+            0 => Ok(ConfirmOutcome::NotHeld),
+            other => Err(DedupError::Unknown(anyhow!("confirm script answered {other}"))),
+        }
+    }
+}
+
+impl VoteDedup for RedisStore {
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, DedupError> {
+        self.claim_many(std::slice::from_ref(claim))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(DedupError::Unknown(anyhow!("no answer for the claim"))))
+    }
+
+    async fn claim_many(&self, claims: &[Claim]) -> Vec<Result<ClaimOutcome, DedupError>> {
+        if claims.iter().any(|c| c.policy != VotePolicy::Single) {
+            return self.claim_mixed(claims).await;
+        }
+        self.claim_singles(claims).await
+    }
+
+    async fn confirm(&self, claim: &Claim) -> Result<ConfirmOutcome, DedupError> {
+        self.confirm_many(std::slice::from_ref(claim))
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(DedupError::Unknown(anyhow!("no answer for the confirm"))))
+    }
+
+    async fn confirm_many(&self, claims: &[Claim]) -> Vec<Result<ConfirmOutcome, DedupError>> {
+        if claims.iter().any(|c| c.policy != VotePolicy::Single) {
+            let (single, slotted): (Vec<usize>, Vec<usize>) =
+                (0..claims.len()).partition(|&i| claims[i].policy == VotePolicy::Single);
+            let single_claims: Vec<Claim> = single.iter().map(|&i| claims[i].clone()).collect();
+            let (single_answers, slot_answers) = futures_util::future::join(
+                Box::pin(self.confirm_singles(&single_claims)),
+                futures_util::future::join_all(
+                    slotted.iter().map(|&i| Box::pin(self.confirm_slot(&claims[i]))),
+                ),
+            )
+            .await;
+            let mut out: Vec<Option<Result<ConfirmOutcome, DedupError>>> =
+                claims.iter().map(|_| None).collect();
+            for (i, answer) in single.into_iter().zip(single_answers) {
+                out[i] = Some(answer);
+            }
+            for (i, answer) in slotted.into_iter().zip(slot_answers) {
+                out[i] = Some(answer);
+            }
+            return out
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| Err(DedupError::Unknown(anyhow!("no answer for the confirm")))))
+                .collect();
+        }
+        self.confirm_singles(claims).await
+    }
+
     async fn release(&self, claim: &Claim) -> Result<bool, DedupError> {
         let v = &claim.vote;
+        if claim.policy != VotePolicy::Single {
+            let answer: i64 = self
+                .scripts
+                .slot_release
+                .evalsha_with_reload(
+                    self.pool.next(),
+                    self.keys.slots(v.election_id, &v.voter_id),
+                    vec![
+                        slot_field(claim.policy, v.slot),
+                        v.vote_id.as_uuid().hyphenated().to_string(),
+                    ],
+                )
+                .await
+                .map_err(to_dedup_error)?;
+            return Ok(answer == 1);
+        }
         let answer: i64 = self
             .scripts
             .release
@@ -361,6 +741,18 @@ impl LiveTallies for RedisStore {
         Ok(counts)
     }
 
+    async fn replaced_votes(&self, election: ElectionId) -> Result<u64, DedupError> {
+        let pipeline = self.pool.next().pipeline();
+        for shard in 0..self.keys.shard_count() {
+            let () = pipeline
+                .get(self.keys.replaced(election, shard))
+                .await
+                .map_err(to_dedup_error)?;
+        }
+        let shards: Vec<Option<u64>> = pipeline.all().await.map_err(to_dedup_error)?;
+        Ok(shards.into_iter().flatten().sum())
+    }
+
     async fn replace_counts(
         &self,
         election: ElectionId,
@@ -404,8 +796,10 @@ mod tests {
                 candidate_id: CandidateId::generate(),
                 voter_id: VoterId::parse("auth0|x").unwrap(),
                 accepted_at: Utc::now(),
+                slot: VoteSlot::FIRST,
             },
             idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
+            policy: VotePolicy::Single,
         }
     }
 

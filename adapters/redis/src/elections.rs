@@ -13,7 +13,7 @@ use fred::types::scripts::Script;
 use livevote_domain::election::ElectionParts;
 use livevote_domain::{
     Candidate, CandidateId, CandidateName, Description, Election, ElectionId, ElectionStatus, Party,
-    ResultsVisibility, Title, VotingWindow,
+    ResultsVisibility, Title, VotePolicy, VotingWindow,
 };
 use livevote_ports::{
     CatalogError, ChangeKind, ElectionAnnouncer, ElectionCatalog, ElectionChange, ElectionChangeFeed,
@@ -274,7 +274,14 @@ fn encode_election(e: &Election) -> Vec<(String, String)> {
         ("version".to_owned(), p.version.to_string()),
         ("created_at".to_owned(), format_time(p.created_at)),
         ("candidates".to_owned(), p.candidates.len().to_string()),
+        ("policy".to_owned(), p.policy.as_str().to_owned()),
     ];
+    if let Some(n) = p.policy.max_votes() {
+        fields.push(("max_votes".to_owned(), n.to_string()));
+    }
+    if let Some(n) = p.policy.max_per_candidate() {
+        fields.push(("max_per_candidate".to_owned(), n.to_string()));
+    }
     for (i, c) in p.candidates.iter().enumerate() {
         fields.push((format!("c{i}.id"), c.id().to_string()));
         fields.push((format!("c{i}.name"), c.name().as_str().to_owned()));
@@ -318,6 +325,20 @@ fn decode_election(f: &HashMap<String, String>) -> anyhow::Result<Election> {
         visibility: ResultsVisibility::parse(visibility)
             .with_context(|| format!("visibility {visibility:?}"))?,
         captcha_required: get("captcha")? == "1",
+        // A copy cached before policies existed is of a `single` election.
+        policy: {
+            let number = |name: &str| -> anyhow::Result<Option<i64>> {
+                f.get(name)
+                    .map(|n| n.parse::<i64>().with_context(|| format!("field {name}")))
+                    .transpose()
+            };
+            VotePolicy::from_parts(
+                f.get("policy").map_or("single", String::as_str),
+                number("max_votes")?,
+                number("max_per_candidate")?,
+            )
+            .map_err(|e| anyhow::anyhow!("field policy: {e}"))?
+        },
         version: get("version")?.parse().context("field version")?,
         created_at: time("created_at")?,
     };

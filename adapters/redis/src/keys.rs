@@ -33,6 +33,17 @@ impl Keys {
         format!("{}:{{e:{election}:{shard}}}:v:{}", self.prefix, voter.as_str())
     }
 
+    /// `P:{e:E:S}:s:<voter>`: the slots of a `multi` or `changeable` voter.
+    pub(crate) fn slots(&self, election: ElectionId, voter: &VoterId) -> String {
+        let shard = self.shard_of(voter);
+        format!("{}:{{e:{election}:{shard}}}:s:{}", self.prefix, voter.as_str())
+    }
+
+    /// `P:{e:E:S}:replaced`: confirmed `changeable` votes that are not current.
+    pub(crate) fn replaced(&self, election: ElectionId, shard: u16) -> String {
+        format!("{}:{{e:{election}:{shard}}}:replaced", self.prefix)
+    }
+
     /// `P:{e:E:S}:tally`
     pub(crate) fn tally(&self, election: ElectionId, shard: u16) -> String {
         format!("{}:{{e:{election}:{shard}}}:tally", self.prefix)

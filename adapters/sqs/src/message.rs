@@ -6,7 +6,9 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use livevote_domain::{Ballot, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoterId};
+use livevote_domain::{
+    Ballot, CandidateId, CorrelationId, ElectionId, VoteId, VoteRecord, VoteSlot, VoterId,
+};
 use livevote_ports::PoisonReason;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,16 @@ struct OutVote<'a> {
     voter_id: &'a str,
     accepted_at: String,
     correlation_id: &'a str,
+    // Left out for the first slot, so a `single` election's messages are
+    // the same bytes as before policies existed.
+    #[serde(skip_serializing_if = "is_first")]
+    slot: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_slot: Option<u16>,
+}
+
+fn is_first(n: &u32) -> bool {
+    *n == 1
 }
 
 /// Only the version, read when a body does not parse as this version: a
@@ -87,7 +99,34 @@ struct InVote<'a> {
     )]
     #[serde(borrow)]
     correlation_id: Cow<'a, str>,
+    #[schemars(schema_with = "slot_schema")]
+    #[serde(default)]
+    slot: Option<u32>,
+    #[schemars(schema_with = "candidate_slot_schema")]
+    #[serde(default)]
+    candidate_slot: Option<u16>,
 }
+
+fn slot_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_SLOT,
+        "description": "which of the voter's votes this is under the election's policy (under `changeable`, the change number); absent means 1, the only slot of a `single` election"
+    })
+}
+
+fn candidate_slot_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "integer",
+        "minimum": 1,
+        "maximum": livevote_domain::MAX_VOTES_LIMIT,
+        "description": "under a `multi` policy with `maxPerCandidate`: which of the voter's votes for this candidate this is"
+    })
+}
+
+/// The highest slot number a store column (a signed 32-bit integer) holds.
+const MAX_SLOT: u32 = i32::MAX as u32;
 
 /// A UUID in canonical lower-case form.
 const UUID_PATTERN: &str = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
@@ -108,6 +147,8 @@ pub fn encode_vote(r: &VoteRecord) -> String {
         voter_id: r.vote.voter_id.as_str(),
         accepted_at: r.vote.accepted_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
         correlation_id: r.correlation_id.as_str(),
+        slot: r.vote.slot.number,
+        candidate_slot: r.vote.slot.per_candidate,
     };
     let json = serde_json::to_string(&vote).expect("a vote always serialises");
     escape_for_sqs(json)
@@ -182,6 +223,17 @@ pub fn decode(body: &str) -> Result<Vec<VoteRecord>, PoisonReason> {
                     accepted_at: DateTime::parse_from_rfc3339(&v.accepted_at)
                         .map_err(|e| field("acceptedAt", &e))?
                         .with_timezone(&Utc),
+                    slot: VoteSlot {
+                        number: match v.slot {
+                            None => 1,
+                            Some(n) if (1..=MAX_SLOT).contains(&n) => n,
+                            Some(n) => return Err(field("slot", &format!("{n} is outside 1..={MAX_SLOT}"))),
+                        },
+                        per_candidate: match v.candidate_slot {
+                            Some(0) => return Err(field("candidateSlot", &"0 is not a slot")),
+                            other => other,
+                        },
+                    },
                 },
                 correlation_id: CorrelationId::parse(v.correlation_id.into_owned())
                     .map_err(|e| field("correlationId", &e))?,
@@ -244,7 +296,33 @@ mod tests {
         ] {
             assert!(vote[key].is_string(), "{key} missing in {vote}");
         }
+        // A first slot (every vote of a `single` election) adds nothing.
         assert_eq!(vote.as_object().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn slots_of_other_policies_travel_and_are_checked() {
+        let e = election();
+        let mut second = record(&e, "multi", 0, Utc::now());
+        second.vote.slot = VoteSlot {
+            number: 2,
+            per_candidate: Some(1),
+        };
+        let mut change = record(&e, "changer", 1, Utc::now());
+        change.vote.slot = VoteSlot::sequence(70_000);
+        let votes = vec![second, change];
+        let body = encode(&votes);
+        assert!(body.contains("\"slot\":2,\"candidateSlot\":1"), "{body}");
+        assert_eq!(decode(&body).unwrap(), votes);
+        for (from, to) in [
+            ("\"slot\":2", "\"slot\":0"),
+            ("\"candidateSlot\":1", "\"candidateSlot\":0"),
+        ] {
+            let bad = body.replacen(from, to, 1);
+            assert!(matches!(decode(&bad), Err(PoisonReason::Undecodable(_))), "{bad}");
+        }
+        let huge = body.replacen("\"slot\":70000", "\"slot\":4294967295", 1);
+        assert!(matches!(decode(&huge), Err(PoisonReason::Undecodable(_))));
     }
 
     #[test]

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
-use livevote_domain::{CorrelationId, ElectionId, VoteRecord};
+use livevote_domain::{CorrelationId, ElectionId, VoteLimitReached, VoteRecord, VoteSlot};
 use livevote_ports::{
     Claim, ClaimOutcome, ConfirmOutcome, DedupError, ExistingClaim, MetricEvent, Metrics, QueueError,
     VoteDedup, VoteQueue,
@@ -84,10 +84,12 @@ impl Default for PublisherConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
     /// Claimed, acknowledged by the queue, confirmed (or its confirm handed
-    /// to the background retry): answer 202.
-    Accepted,
+    /// to the background retry): answer 202. The slot the vote took.
+    Accepted(VoteSlot),
     /// The voter already holds a claim; nothing was changed.
     Held(ExistingClaim),
+    /// `multi`: the voter's votes (or votes for the candidate) are used up.
+    LimitReached(VoteLimitReached),
 }
 
 /// Why a vote was not accepted by the pipeline.
@@ -360,15 +362,19 @@ where
         .await;
         let mut claimed = Vec::with_capacity(claims.len());
         let mut claimed_riding = Vec::with_capacity(claims.len());
-        for ((claim, ride), answer) in claims.into_iter().zip(riding).zip(answers) {
+        for ((mut claim, ride), answer) in claims.into_iter().zip(riding).zip(answers) {
             match answer {
-                Ok(ClaimOutcome::Claimed) => {
+                Ok(ClaimOutcome::Claimed(slot)) => {
                     crash_point!("ingestion-after-claim");
+                    claim.vote.slot = slot;
                     claimed.push(claim);
                     claimed_riding.push(ride);
                 }
                 Ok(ClaimOutcome::Held(existing)) => {
                     ride.done.send(Ok(Settled::Held(existing))).ok();
+                }
+                Ok(ClaimOutcome::LimitReached(limit)) => {
+                    ride.done.send(Ok(Settled::LimitReached(limit))).ok();
                 }
                 Err(e) => {
                     ride.done.send(Err(PublishError::Dedup(e))).ok();
@@ -429,11 +435,12 @@ where
             }
         }
         // The queue has these: from here on each is durable and answered 202.
+        let slots: Vec<VoteSlot> = queued.iter().map(|c| c.vote.slot).collect();
         self.confirm(queued).await;
-        for ride in queued_riding {
+        for (ride, slot) in queued_riding.into_iter().zip(slots) {
             crash_point!("ingestion-after-confirm");
             // The requester may have gone away; the claim is settled all the same.
-            ride.done.send(Ok(Settled::Accepted)).ok();
+            ride.done.send(Ok(Settled::Accepted(slot))).ok();
         }
     }
 
@@ -562,8 +569,10 @@ mod tests {
                 candidate_id: candidate,
                 voter_id: VoterId::parse(format!("v{i}")).unwrap(),
                 accepted_at: Utc::now(),
+                slot: livevote_domain::VoteSlot::FIRST,
             },
             idempotency_key: None,
+            policy: livevote_domain::VotePolicy::Single,
         }
     }
 
@@ -606,7 +615,7 @@ mod tests {
             ));
         }
         for t in tasks {
-            assert_eq!(t.await.unwrap().unwrap(), Settled::Accepted);
+            assert_eq!(t.await.unwrap().unwrap(), Settled::Accepted(VoteSlot::FIRST));
         }
         let batches = metrics.sum(|e| matches!(e, MetricEvent::PublishBatch { .. }).then_some(1));
         assert!(
@@ -718,7 +727,7 @@ mod tests {
     struct Unconfirming(MemoryDedup);
     impl VoteDedup for Unconfirming {
         async fn claim(&self, _: &Claim) -> Result<ClaimOutcome, DedupError> {
-            Ok(ClaimOutcome::Claimed)
+            Ok(ClaimOutcome::Claimed(VoteSlot::FIRST))
         }
         async fn confirm(&self, claim: &Claim) -> Result<ConfirmOutcome, DedupError> {
             self.0.confirm(claim).await
@@ -746,7 +755,10 @@ mod tests {
         };
         // The store takes the claims, then goes away before the confirms.
         for c in &claims {
-            assert_eq!(dedup.claim(c).await.unwrap(), ClaimOutcome::Claimed);
+            assert_eq!(
+                dedup.claim(c).await.unwrap(),
+                ClaimOutcome::Claimed(VoteSlot::FIRST)
+            );
         }
         dedup.set_available(false);
         let own = claims.clone();
@@ -764,7 +776,7 @@ mod tests {
         for answer in [a, b, c] {
             assert_eq!(
                 answer.expect("queued votes are answered as accepted when the confirm fails"),
-                Settled::Accepted
+                Settled::Accepted(VoteSlot::FIRST)
             );
         }
         dedup.set_available(true);

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livevote_domain::{
-    CandidateId, CorrelationId, ElectionId, IdempotencyKey, Rejection, Timestamp, VoteId, VoterId, accept,
+    CandidateId, CorrelationId, ElectionId, IdempotencyKey, Rejection, Timestamp, VoteId, VoteLimitReached,
+    VotePolicy, VoteSlot, VoterId, accept,
 };
 use livevote_ports::{
     CatalogError, Claim, ClaimState, Clock, DedupError, ElectionCatalog, HumanCheck, HumanVerdict,
@@ -50,6 +51,9 @@ pub struct CastReceipt {
     pub accepted_at: Timestamp,
     /// A retry with the same idempotency key, answered with the original vote.
     pub replayed: bool,
+    /// The election's policy and the slot the vote took under it.
+    pub policy: VotePolicy,
+    pub slot: VoteSlot,
 }
 
 /// Why a vote was not accepted.
@@ -70,6 +74,10 @@ pub enum CastVoteError {
     /// candidate) in this election; nothing was changed.
     #[error("idempotency key {key} was used for another vote ({vote_id})")]
     IdempotencyKeyReused { key: IdempotencyKey, vote_id: VoteId },
+    /// `multi`: the voter has used every vote the policy gives (or every
+    /// vote for this candidate); nothing was changed.
+    #[error("{0}")]
+    VoteLimitReached(VoteLimitReached),
     /// Too many votes in flight: shed load, the client retries later.
     #[error("ingestion is overloaded")]
     Overloaded,
@@ -99,6 +107,7 @@ impl CastVoteError {
             CastVoteError::CaptchaRequired | CastVoteError::CaptchaFailed => RejectReason::CaptchaFailed,
             CastVoteError::AlreadyVoted { .. } => RejectReason::Duplicate,
             CastVoteError::IdempotencyKeyReused { .. } => RejectReason::IdempotencyKeyReused,
+            CastVoteError::VoteLimitReached(_) => RejectReason::VoteLimitReached,
             CastVoteError::Overloaded => RejectReason::Overloaded,
             CastVoteError::Unavailable { .. } | CastVoteError::QueueUnanswered { .. } => {
                 RejectReason::Unavailable
@@ -263,7 +272,7 @@ where
                 });
             }
         };
-        let (vote_id, accepted_at) = (claim.vote.vote_id, claim.vote.accepted_at);
+        let (vote_id, accepted_at, policy) = (claim.vote.vote_id, claim.vote.accepted_at, claim.policy);
         // Steps 6-8 in the pipeline. A retry of a pending attempt (same
         // idempotency key) waits for that attempt to settle, then replays it.
         let replay_until = tokio::time::Instant::now() + inner.config.replay_wait;
@@ -286,14 +295,17 @@ where
                 }
             };
             let existing = match outcome {
-                Ok(Settled::Accepted) => {
+                Ok(Settled::Accepted(slot)) => {
                     return Ok(CastReceipt {
                         vote_id,
                         accepted_at,
                         replayed: false,
+                        policy,
+                        slot,
                     });
                 }
                 Ok(Settled::Held(existing)) => existing,
+                Ok(Settled::LimitReached(limit)) => return Err(CastVoteError::VoteLimitReached(limit)),
                 Err(e) => return Err(refused(e, vote_id)),
             };
             let Some(key) = key.as_ref().filter(|k| existing.is_retry_of(Some(k))) else {
@@ -316,6 +328,8 @@ where
                     vote_id: existing.vote_id,
                     accepted_at: existing.accepted_at,
                     replayed: true,
+                    policy,
+                    slot: existing.slot,
                 });
             }
             // The original is still being published: never answer 202 for it before the queue has.
@@ -369,6 +383,7 @@ where
         Ok(Claim {
             vote,
             idempotency_key: cmd.idempotency_key,
+            policy: election.policy(),
         })
     }
 

@@ -485,6 +485,7 @@ async fn redis(o: Options) -> anyhow::Result<f64> {
         .map(|i| livevote_ports::Claim {
             vote: record(&election, &format!("bench|{i}"), i % 4, now).vote,
             idempotency_key: None,
+            policy: livevote_domain::VotePolicy::Single,
         })
         .collect::<Vec<_>>()
         .chunks(BATCH)
@@ -514,7 +515,7 @@ async fn redis(o: Options) -> anyhow::Result<f64> {
             async move {
                 let batch = &c[i];
                 for answer in s.claim_many(batch).await {
-                    ensure!(answer? == ClaimOutcome::Claimed, "claim refused");
+                    ensure!(matches!(answer?, ClaimOutcome::Claimed(_)), "claim refused");
                 }
                 for answer in s.confirm_many(batch).await {
                     ensure!(answer? == ConfirmOutcome::Confirmed, "confirm refused");

@@ -4,7 +4,8 @@
 use crate::common::fresh_database;
 use chrono::{Duration, SubsecRound, Utc};
 use livevote_domain::{
-    CandidateDraft, CandidateName, Election, ElectionId, ElectionStatus, ResultsVisibility,
+    CandidateDraft, CandidateName, Election, ElectionEdit, ElectionId, ElectionStatus, ResultsVisibility,
+    VotePolicy,
 };
 use livevote_ports::{AdminAction, AdminError, ElectionAdmin, ElectionCatalog, PageRequest};
 use livevote_postgres::PgElections;
@@ -38,6 +39,44 @@ async fn create_then_read_back_the_same_election() {
         db.create(&e, &operator(), Utc::now()).await,
         Err(AdminError::AlreadyExists(_))
     ));
+}
+
+#[tokio::test]
+async fn every_policy_round_trips_and_an_edit_changes_it() {
+    let db = PgElections::new(fresh_database().await);
+    for policy in [
+        VotePolicy::Changeable,
+        VotePolicy::from_parts("multi", Some(20), None).unwrap(),
+        VotePolicy::from_parts("multi", Some(10), Some(3)).unwrap(),
+    ] {
+        let mut new = new_election(
+            "Policies",
+            &["Ada", "Grace"],
+            Utc::now(),
+            Utc::now() + Duration::hours(1),
+        );
+        new.policy = policy;
+        let e = livevote_testkit::fixtures::create(new, Utc::now().trunc_subsecs(6));
+        db.create(&e, &operator(), Utc::now()).await.unwrap();
+        assert_eq!(db.load(e.id()).await.unwrap().policy(), policy);
+    }
+    let mut e = sample("Edited policy", 1);
+    db.create(&e, &operator(), Utc::now()).await.unwrap();
+    let five = VotePolicy::from_parts("multi", Some(5), None).unwrap();
+    e.edit(
+        ElectionEdit {
+            policy: Some(five),
+            ..Default::default()
+        },
+        Utc::now(),
+    )
+    .unwrap();
+    let saved = db
+        .update(&e, AdminAction::Edited, &operator(), "policy", Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(saved.policy(), five);
+    assert_eq!(db.load(e.id()).await.unwrap().policy(), five);
 }
 
 #[tokio::test]

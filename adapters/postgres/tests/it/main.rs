@@ -3,4 +3,5 @@
 
 mod common;
 mod elections;
+mod policies;
 mod vote_store;

@@ -23,8 +23,10 @@ fn claim(election: ElectionId, voter: &str, candidate: CandidateId, key: Option<
             candidate_id: candidate,
             voter_id: VoterId::parse(voter).unwrap(),
             accepted_at: now(),
+            slot: livevote_domain::VoteSlot::FIRST,
         },
         idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
+        policy: livevote_domain::VotePolicy::Single,
     }
 }
 
@@ -55,7 +57,10 @@ async fn claim_confirm_and_a_second_attempt_sees_the_first_vote() {
         CandidateId::generate(),
     );
     let first = claim(e, "auth0|viewer", a, Some("key-1"));
-    assert_eq!(s.claim(&first).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        s.claim(&first).await.unwrap(),
+        ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST)
+    );
 
     let second = claim(e, "auth0|viewer", b, None);
     let ClaimOutcome::Held(held) = s.claim(&second).await.unwrap() else {
@@ -87,7 +92,10 @@ async fn claim_confirm_and_a_second_attempt_sees_the_first_vote() {
         !s.release(&first).await.unwrap(),
         "an accepted claim is never released"
     );
-    assert_eq!(s.claim(&first).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        s.claim(&first).await.unwrap(),
+        ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST)
+    );
 
     let raw = raw_client(&config.url).await;
     let keys: Vec<String> = raw_keys(&raw, &config.key_prefix).await;
@@ -133,10 +141,11 @@ async fn of_a_hundred_concurrent_claims_for_one_voter_exactly_one_wins() {
     let mut held_by = HashSet::new();
     for (attempt, task) in attempts.iter().zip(tasks) {
         match task.await.unwrap().unwrap() {
-            ClaimOutcome::Claimed => winners.push(attempt.vote.vote_id),
+            ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST) => winners.push(attempt.vote.vote_id),
             ClaimOutcome::Held(existing) => {
                 held_by.insert(existing.vote_id);
             }
+            other => panic!("a single claim answered {other:?}"),
         }
     }
     assert_eq!(winners.len(), 1, "exactly one claim wins");
@@ -174,7 +183,10 @@ async fn a_confirm_after_the_pending_claim_expired_does_not_count() {
     .await;
     let (e, c) = (ElectionId::generate(), CandidateId::generate());
     let slow = claim(e, "auth0|slow", c, None);
-    assert_eq!(s.claim(&slow).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        s.claim(&slow).await.unwrap(),
+        ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST)
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(
         s.lookup(e, &slow.vote.voter_id).await.unwrap().is_none(),
@@ -184,10 +196,16 @@ async fn a_confirm_after_the_pending_claim_expired_does_not_count() {
     assert!(totals(&s, e).await.is_empty(), "nothing counted");
 
     // Lapsed and taken by another attempt: the first can neither confirm nor release it.
-    assert_eq!(s.claim(&slow).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        s.claim(&slow).await.unwrap(),
+        ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST)
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let retry = claim(e, "auth0|slow", c, None);
-    assert_eq!(s.claim(&retry).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        s.claim(&retry).await.unwrap(),
+        ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST)
+    );
     assert_eq!(s.confirm(&slow).await.unwrap(), ConfirmOutcome::NotHeld);
     // The other attempt's claim is left as it was: its vote, still pending.
     let held = s.lookup(e, &slow.vote.voter_id).await.unwrap().unwrap();
@@ -213,7 +231,10 @@ async fn release_frees_only_its_own_pending_claim() {
     let (e, c) = (ElectionId::generate(), CandidateId::generate());
     let mine = claim(e, "auth0|r", c, None);
     let other = claim(e, "auth0|r", c, None);
-    assert_eq!(s.claim(&mine).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        s.claim(&mine).await.unwrap(),
+        ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST)
+    );
     assert!(
         !s.release(&other).await.unwrap(),
         "not the other vote's to release"
@@ -223,7 +244,10 @@ async fn release_frees_only_its_own_pending_claim() {
     assert!(s.lookup(e, &mine.vote.voter_id).await.unwrap().is_none());
     assert!(!s.release(&mine).await.unwrap(), "releasing twice is a no-op");
     // The voter may try again at once.
-    assert_eq!(s.claim(&other).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        s.claim(&other).await.unwrap(),
+        ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -240,7 +264,10 @@ async fn live_tallies_sum_every_shard_and_a_rebuild_replaces_them() {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let c = claim(e, &format!("auth0|viewer-{i}"), candidate, None);
-            assert_eq!(s.claim(&c).await.unwrap(), ClaimOutcome::Claimed);
+            assert_eq!(
+                s.claim(&c).await.unwrap(),
+                ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST)
+            );
             assert_eq!(s.confirm(&c).await.unwrap(), ConfirmOutcome::Confirmed);
         }));
     }
@@ -292,7 +319,10 @@ async fn an_unreachable_or_stopped_redis_is_a_clear_unavailable_error() {
     .await;
     let (e, c) = (ElectionId::generate(), CandidateId::generate());
     let v = claim(e, "auth0|x", c, None);
-    assert_eq!(s.claim(&v).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        s.claim(&v).await.unwrap(),
+        ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST)
+    );
     redis.stop();
     let started = std::time::Instant::now();
     let err = s.claim(&claim(e, "auth0|y", c, None)).await.unwrap_err();
@@ -322,7 +352,10 @@ async fn an_unreachable_or_stopped_redis_is_a_clear_unavailable_error() {
     }
     assert!(recovered, "reconnected after the restart");
     let again = claim(e, "auth0|z", c, None);
-    assert_eq!(s.claim(&again).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        s.claim(&again).await.unwrap(),
+        ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST)
+    );
     assert_eq!(s.confirm(&again).await.unwrap(), ConfirmOutcome::Confirmed);
     assert_eq!(totals(&s, e).await, BTreeMap::from([(c, 1)]));
     s.close().await;
@@ -428,8 +461,9 @@ async fn concurrent_claims_share_pipelines_batched_confirms_share_script_calls_a
     let mut winners = Vec::new();
     for (attempt, task) in attempts.iter().zip(tasks) {
         match task.await.unwrap() {
-            ClaimOutcome::Claimed => winners.push(attempt.clone()),
+            ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST) => winners.push(attempt.clone()),
             ClaimOutcome::Held(existing) => assert_ne!(existing.vote_id, attempt.vote.vote_id),
+            other => panic!("a single claim answered {other:?}"),
         }
     }
     assert_eq!(winners.len(), 2000, "one claim per viewer");

@@ -4,3 +4,4 @@
 mod common;
 mod dedup;
 mod elections;
+mod policies;

@@ -73,8 +73,12 @@ fn encoded_messages_have_exactly_the_schema_shape() {
     assert_eq!(body["v"], SCHEMA_VERSION);
     let item = &schema["properties"]["votes"]["items"];
     for vote in body["votes"].as_array().unwrap() {
+        // A `single` vote carries exactly the required fields; the slot
+        // fields are optional and left out for the first slot.
         assert_eq!(keys(vote), required(item));
-        assert_eq!(keys(vote), keys(&item["properties"]));
+        let optional: BTreeSet<String> = ["slot", "candidateSlot"].map(String::from).into();
+        let all: BTreeSet<String> = required(item).union(&optional).cloned().collect();
+        assert_eq!(keys(&item["properties"]), all);
         for field in keys(vote) {
             assert!(vote[&field].is_string(), "{field} is a string");
         }
@@ -126,7 +130,17 @@ fn every_encoded_message_is_valid_against_the_committed_schema_and_the_decoder_a
     ];
     for size in [1, 3, 50] {
         let votes: Vec<_> = (0..size)
-            .map(|i| record(&election, &voters[i % voters.len()], i % 3, now))
+            .map(|i| {
+                let mut r = record(&election, &voters[i % voters.len()], i % 3, now);
+                // Every third vote in a later slot, as `multi` and `changeable` send them.
+                if i % 3 == 2 {
+                    r.vote.slot = livevote_domain::VoteSlot {
+                        number: 2 + i as u32,
+                        per_candidate: (i % 2 == 0).then_some(1),
+                    };
+                }
+                r
+            })
             .collect();
         let body = encode(&votes);
         let value: Value = serde_json::from_str(&body).unwrap();
@@ -152,6 +166,9 @@ fn every_encoded_message_is_valid_against_the_committed_schema_and_the_decoder_a
             v["votes"][0].as_object_mut().unwrap().remove("candidateId");
         }),
         mutate(&|v| v["extra"] = Value::from(1)),
+        mutate(&|v| v["votes"][0]["slot"] = Value::from(0)),
+        mutate(&|v| v["votes"][0]["candidateSlot"] = Value::from(0)),
+        mutate(&|v| v["votes"][0]["slot"] = Value::from("2")),
     ];
     for (i, message) in invalid.iter().enumerate() {
         assert!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use livevote_domain::{Rejection, Timestamp, VoteId};
+use livevote_domain::{Rejection, Timestamp, VoteId, VoteLimitReached};
 use livevote_http::error::ErrorReply;
 use livevote_ports::TokenError;
 
@@ -36,6 +36,8 @@ pub enum ApiError {
     },
     /// The Idempotency-Key was first sent with another vote (another candidate).
     IdempotencyKeyReused,
+    /// `multi`: every vote the election gives (or every vote for the candidate) is used.
+    VoteLimitReached(VoteLimitReached),
     PayloadTooLarge {
         limit: usize,
     },
@@ -85,9 +87,10 @@ impl ApiError {
             ApiError::CaptchaFailed(_) => StatusCode::FORBIDDEN,
             ApiError::ElectionNotFound | ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::CandidateNotFound | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::ElectionNotActive(_) | ApiError::ElectionClosed | ApiError::DuplicateVote { .. } => {
-                StatusCode::CONFLICT
-            }
+            ApiError::ElectionNotActive(_)
+            | ApiError::ElectionClosed
+            | ApiError::DuplicateVote { .. }
+            | ApiError::VoteLimitReached(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -109,6 +112,7 @@ impl ApiError {
             ApiError::ElectionClosed => "ELECTION_CLOSED",
             ApiError::DuplicateVote { .. } => "DUPLICATE_VOTE",
             ApiError::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            ApiError::VoteLimitReached(_) => "VOTE_LIMIT_REACHED",
             ApiError::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             ApiError::RequestTimeout { .. } => "REQUEST_TIMEOUT",
             ApiError::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
@@ -136,6 +140,13 @@ impl ApiError {
                                                election; send a new key with each new vote"
                     .into()
             }
+            ApiError::VoteLimitReached(l) if l.per_candidate => format!(
+                "you have used all {} of your votes for this candidate; you may still vote for others",
+                l.max
+            ),
+            ApiError::VoteLimitReached(l) => {
+                format!("you have used all {} of your votes in this election", l.max)
+            }
             ApiError::PayloadTooLarge { limit } => format!("the request body is larger than {limit} bytes"),
             ApiError::UnsupportedMediaType => "the request body must be application/json".into(),
             ApiError::RequestTimeout { limit } => {
@@ -157,6 +168,11 @@ impl ApiError {
             ApiError::DuplicateVote { vote_id, accepted_at } => Some(serde_json::json!({
                 "voteId": vote_id.to_string(),
                 "acceptedAt": livevote_http::rfc3339(accepted_at),
+            })),
+            ApiError::VoteLimitReached(l) => Some(serde_json::json!({
+                "used": l.used,
+                "max": l.max,
+                "scope": if l.per_candidate { "candidate" } else { "election" },
             })),
             ApiError::PayloadTooLarge { limit } => Some(serde_json::json!({ "limitBytes": limit })),
             ApiError::VotePending { vote_id } => Some(serde_json::json!({ "voteId": vote_id.to_string() })),
@@ -212,6 +228,7 @@ impl From<CastVoteError> for ApiError {
             },
             CastVoteError::QueueUnanswered { vote_id } => ApiError::VotePending { vote_id },
             CastVoteError::IdempotencyKeyReused { .. } => ApiError::IdempotencyKeyReused,
+            CastVoteError::VoteLimitReached(l) => ApiError::VoteLimitReached(l),
             CastVoteError::Unavailable { what, source } => ApiError::Unavailable {
                 message: "the vote could not be taken right now; retry shortly",
                 retry_after: Duration::from_secs(2),

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use livevote_domain::{CandidateId, ElectionId, IdempotencyKey};
+use livevote_domain::{CandidateId, ElectionId, IdempotencyKey, VotePolicy};
 use livevote_ports::{MetricEvent, Principal, RejectReason};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -56,6 +56,14 @@ pub struct VoteAccepted {
     pub status: String,
     /// RFC 3339, UTC, microseconds; the time that decides whether the vote counts.
     pub accepted_at: String,
+    /// `multi` and `changeable` elections only: which of the viewer's votes
+    /// this is (`multi`: its slot, 1 to `maxVotes`; `changeable`: the change
+    /// number, the highest one being the viewer's current vote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vote_number: Option<u32>,
+    /// `multi` elections only: how many votes a viewer has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_votes: Option<u16>,
 }
 
 /// The caller's vote in an election.
@@ -229,7 +237,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiErr
         (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED", body = ErrorBody),
         (status = 403, description = "CAPTCHA_FAILED", body = ErrorBody),
         (status = 404, description = "ELECTION_NOT_FOUND", body = ErrorBody),
-        (status = 409, description = "DUPLICATE_VOTE (details: voteId, acceptedAt), ELECTION_NOT_ACTIVE, ELECTION_CLOSED", body = ErrorBody),
+        (status = 409, description = "DUPLICATE_VOTE (details: voteId, acceptedAt), VOTE_LIMIT_REACHED (a `multi` election: details used, max, scope `election` or `candidate`), ELECTION_NOT_ACTIVE, ELECTION_CLOSED", body = ErrorBody),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
         (status = 408, description = "REQUEST_TIMEOUT: the body did not arrive within 5 s", body = ErrorBody),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody),
@@ -276,6 +284,9 @@ pub async fn cast_vote(
             vote_id: receipt.vote_id.to_string(),
             status: "accepted".into(),
             accepted_at: rfc3339(&receipt.accepted_at),
+            // Nothing more for `single`: its answer stays what it always was.
+            vote_number: (receipt.policy != VotePolicy::Single).then_some(receipt.slot.number),
+            max_votes: receipt.policy.max_votes(),
         }),
     )
         .into_response();

@@ -361,8 +361,12 @@ async fn a_retry_of_a_pending_vote_is_never_answered_before_the_queue_acknowledg
     let foreign = Claim {
         vote,
         idempotency_key: Some(key),
+        policy: livevote_domain::VotePolicy::Single,
     };
-    assert_eq!(h.dedup.claim(&foreign).await.unwrap(), ClaimOutcome::Claimed);
+    assert_eq!(
+        h.dedup.claim(&foreign).await.unwrap(),
+        ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST)
+    );
     // It never settles: the retry gives up with 503 instead of claiming a 202.
     let started = std::time::Instant::now();
     assert!(matches!(

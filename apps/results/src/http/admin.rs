@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use livevote_domain::{
     ActorId, CancelReason, CandidateDraft, CandidateId, CandidateName, Description, Election, ElectionEdit,
-    ElectionStatus, NewElection, Party, ResultsVisibility, Timestamp, Title, VotingWindow,
+    ElectionStatus, NewElection, Party, PolicyError, ResultsVisibility, Timestamp, Title, VotePolicy,
+    VotingWindow,
 };
 use livevote_http::error::ErrorBody;
 use livevote_http::rfc3339;
@@ -48,6 +49,17 @@ pub struct ElectionDoc {
     pub version: u64,
     pub created_at: String,
     pub candidates: Vec<CandidateDoc>,
+    /// The vote policy: `multi` or `changeable`; absent for `single` (one
+    /// vote per viewer, the default), so those documents read as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^(multi|changeable)$")]
+    pub policy: Option<&'static str>,
+    /// `multi`: votes per viewer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_votes: Option<u16>,
+    /// `multi`: at most this many of a viewer's votes for one candidate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_per_candidate: Option<u16>,
 }
 
 pub fn election_doc(e: &Election) -> ElectionDoc {
@@ -72,7 +84,32 @@ pub fn election_doc(e: &Election) -> ElectionDoc {
                 party: c.party().map(|p| p.as_str().to_owned()),
             })
             .collect(),
+        policy: (e.policy() != VotePolicy::Single).then(|| e.policy().as_str()),
+        max_votes: e.policy().max_votes(),
+        max_per_candidate: e.policy().max_per_candidate(),
     }
+}
+
+/// The policy of a create or update request: `policy` with its limits.
+fn policy(
+    name: Option<&str>,
+    max_votes: Option<i64>,
+    max_per_candidate: Option<i64>,
+) -> Result<Option<VotePolicy>, ApiError> {
+    let Some(name) = name else {
+        if max_votes.is_some() || max_per_candidate.is_some() {
+            return Err(ApiError::ValidationFailed(
+                "maxVotes and maxPerCandidate need \"policy\": \"multi\"".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    VotePolicy::from_parts(name, max_votes, max_per_candidate)
+        .map(Some)
+        .map_err(|e| match e {
+            PolicyError::Unknown => ApiError::invalid_field("policy", format!("policy: {e}; got {name:?}")),
+            other => ApiError::ValidationFailed(other.to_string()),
+        })
 }
 
 /// A page of elections.
@@ -244,6 +281,17 @@ pub struct CreateElection {
     pub results_visibility: Option<String>,
     #[serde(default)]
     pub captcha_required: bool,
+    /// `single` (default: one vote per viewer), `multi` (up to `maxVotes`
+    /// votes per viewer) or `changeable` (one current vote, replaced by each
+    /// new one until the lines close). Locked once voting starts.
+    #[schema(pattern = r"^(single|multi|changeable)$")]
+    pub policy: Option<String>,
+    /// `multi` only: 1..=100 votes per viewer (422 otherwise).
+    #[schema(minimum = 1, maximum = 100)]
+    pub max_votes: Option<i64>,
+    /// `multi` only: at most this many for one candidate, 1..=maxVotes (422 otherwise).
+    #[schema(minimum = 1, maximum = 100)]
+    pub max_per_candidate: Option<i64>,
 }
 
 /// Creates an election in DRAFT, with its candidates.
@@ -257,7 +305,7 @@ pub struct CreateElection {
         (status = 403, description = "FORBIDDEN (needs elections:admin)", body = ErrorBody),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ErrorBody),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ErrorBody),
-        (status = 422, description = "VALIDATION_FAILED (candidates, window)", body = ErrorBody),
+        (status = 422, description = "VALIDATION_FAILED (candidates, window, policy limits)", body = ErrorBody),
         (status = 503, description = "UNAVAILABLE", body = ErrorBody),
     ))]
 pub async fn create(
@@ -288,6 +336,8 @@ pub async fn create(
             .transpose()?
             .unwrap_or(ResultsVisibility::Live),
         captcha_required: input.captcha_required,
+        policy: policy(input.policy.as_deref(), input.max_votes, input.max_per_candidate)?
+            .unwrap_or_default(),
     };
     let election = app.admin.create(actor, new).await?;
     let mut response = (StatusCode::CREATED, Json(election_doc(&election))).into_response();
@@ -340,6 +390,15 @@ pub struct UpdateElection {
     #[schema(format = DateTime)]
     pub ends_at: Option<String>,
     pub captcha_required: Option<bool>,
+    /// As in the creation; with its limits, replaces the policy.
+    #[schema(pattern = r"^(single|multi|changeable)$")]
+    pub policy: Option<String>,
+    /// As in the creation; needs `policy`.
+    #[schema(minimum = 1, maximum = 100)]
+    pub max_votes: Option<i64>,
+    /// As in the creation; needs `policy`.
+    #[schema(minimum = 1, maximum = 100)]
+    pub max_per_candidate: Option<i64>,
 }
 
 /// Changes an election's settings (only before voting starts).
@@ -394,6 +453,7 @@ pub async fn update(
             .map_err(|e| ApiError::invalid_field("description", format!("description: {e}")))?,
         window,
         captcha_required: input.captcha_required,
+        policy: policy(input.policy.as_deref(), input.max_votes, input.max_per_candidate)?,
     };
     let e = app.admin.edit(actor, id, edit).await?;
     Ok(Json(election_doc(&e)))

@@ -1139,8 +1139,10 @@ fn stream_claim(e: &Value, i: usize) -> livevote_ports::Claim {
             candidate_id: candidate_id(e, i % 2),
             voter_id: livevote_domain::VoterId::parse(format!("auth0|stream-{i}")).unwrap(),
             accepted_at: chrono::Utc::now(),
+            slot: livevote_domain::VoteSlot::FIRST,
         },
         idempotency_key: None,
+        policy: livevote_domain::VotePolicy::Single,
     }
 }
 

@@ -103,14 +103,19 @@ impl Stack {
                 candidate_id: candidate,
                 voter_id: VoterId::parse(voter).unwrap(),
                 accepted_at: chrono::Utc::now(),
+                slot: livevote_domain::VoteSlot::FIRST,
             },
             correlation_id: CorrelationId::generate(),
         };
         let claim = Claim {
             vote: record.vote.clone(),
             idempotency_key: None,
+            policy: livevote_domain::VotePolicy::Single,
         };
-        assert_eq!(self.redis.claim(&claim).await.unwrap(), ClaimOutcome::Claimed);
+        assert_eq!(
+            self.redis.claim(&claim).await.unwrap(),
+            ClaimOutcome::Claimed(livevote_domain::VoteSlot::FIRST)
+        );
         assert_eq!(
             self.redis.confirm(&claim).await.unwrap(),
             ConfirmOutcome::Confirmed
