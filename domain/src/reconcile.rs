@@ -2,7 +2,11 @@
 //!
 //! ARCHITECTURE.md, invariant 3. Per election: accepted `A` (answered 202), persisted
 //! `P`, duplicates dropped by the one-vote-per-voter constraint `D`,
-//! dead-lettered `L`, still in the queue `Q`. Once `Q = 0`, `A <= P + D + L`
+//! dead-lettered `L`, still in the queue `Q`. Under every vote policy these
+//! count votes, not viewers: a `multi` viewer's five votes are five in each;
+//! under `changeable`, `A` counts every accepted change (the live tallies,
+//! which hold each viewer's current vote, plus the changes replaced since)
+//! and `P` every stored change. Once `Q = 0`, `A <= P + D + L`
 //! must hold. A shortfall is votes lost; a surplus is votes that reached the
 //! queue but whose 202 never reached the viewer (a crash between the queue's
 //! acknowledgement and the confirm), which is shown apart and is not a loss.

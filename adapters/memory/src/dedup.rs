@@ -409,6 +409,86 @@ mod tests {
         assert_eq!(winners, 1);
     }
 
+    fn policy_claim(policy: VotePolicy, election: ElectionId, candidate: CandidateId) -> Claim {
+        let mut c = claim(election, "fan", None);
+        c.policy = policy;
+        c.vote.candidate_id = candidate;
+        c
+    }
+
+    #[tokio::test]
+    async fn multi_gives_each_vote_a_free_slot_up_to_the_limit() {
+        let d = MemoryDedup::new(livevote_hosting::SystemClock, DedupConfig::default());
+        let (e, a) = (ElectionId::generate(), CandidateId::generate());
+        let policy = VotePolicy::from_parts("multi", Some(3), None).unwrap();
+        let mut held = Vec::new();
+        for n in 1..=3 {
+            let mut c = policy_claim(policy, e, a);
+            let outcome = d.claim(&c).await.unwrap();
+            assert_eq!(
+                outcome,
+                ClaimOutcome::Claimed(VoteSlot {
+                    number: n,
+                    per_candidate: None
+                })
+            );
+            c.vote.slot = VoteSlot {
+                number: n,
+                per_candidate: None,
+            };
+            held.push(c);
+        }
+        assert_eq!(
+            d.claim(&policy_claim(policy, e, a)).await.unwrap(),
+            ClaimOutcome::LimitReached(livevote_domain::VoteLimitReached {
+                used: 3,
+                max: 3,
+                per_candidate: false
+            })
+        );
+        assert!(d.release(&held[1]).await.unwrap());
+        assert_eq!(
+            d.claim(&policy_claim(policy, e, a)).await.unwrap(),
+            ClaimOutcome::Claimed(VoteSlot {
+                number: 2,
+                per_candidate: None
+            })
+        );
+        for c in [&held[0], &held[2]] {
+            assert_eq!(d.confirm(c).await.unwrap(), ConfirmOutcome::Confirmed);
+        }
+        assert_eq!(total(&d, e).await, 2);
+    }
+
+    #[tokio::test]
+    async fn changeable_counts_only_the_newest_confirmed_change() {
+        let d = MemoryDedup::new(livevote_hosting::SystemClock, DedupConfig::default());
+        let e = ElectionId::generate();
+        let (a, b) = (CandidateId::generate(), CandidateId::generate());
+        let mut changes = Vec::new();
+        for (n, candidate) in [(1, a), (2, b)] {
+            let mut c = policy_claim(VotePolicy::Changeable, e, candidate);
+            assert_eq!(
+                d.claim(&c).await.unwrap(),
+                ClaimOutcome::Claimed(VoteSlot::sequence(n))
+            );
+            c.vote.slot = VoteSlot::sequence(n);
+            changes.push(c);
+        }
+        // The newer confirmed first: the older one never becomes current.
+        d.confirm(&changes[1]).await.unwrap();
+        d.confirm(&changes[0]).await.unwrap();
+        let counts = d.accepted_counts(e).await.unwrap();
+        assert_eq!(
+            counts,
+            vec![CandidateCount {
+                candidate_id: b,
+                votes: 1
+            }]
+        );
+        assert_eq!(d.replaced_votes(e).await.unwrap(), 1);
+    }
+
     #[tokio::test]
     async fn replace_counts_rebuilds_tallies() {
         let d = MemoryDedup::new(livevote_hosting::SystemClock, DedupConfig::default());

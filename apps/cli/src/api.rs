@@ -25,6 +25,48 @@ pub struct ApiArgs {
     pub issuer: IssuerArgs,
 }
 
+/// An election's vote policy on the command line.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PolicyArgs {
+    /// How many votes a viewer has: `single` (one), `multi` (up to
+    /// --max-votes) or `changeable` (one, replaced by each new vote until
+    /// the lines close). Default: single.
+    #[arg(long, value_parser = ["single", "multi", "changeable"])]
+    pub policy: Option<String>,
+    /// With `--policy multi`: votes per viewer, 1 to 100.
+    #[arg(long)]
+    pub max_votes: Option<u16>,
+    /// With `--policy multi`: at most this many of a viewer's votes for one candidate.
+    #[arg(long)]
+    pub max_per_candidate: Option<u16>,
+}
+
+impl PolicyArgs {
+    /// `multi` with `max_votes` votes per viewer.
+    pub fn multi(max_votes: u16) -> Self {
+        Self {
+            policy: Some("multi".into()),
+            max_votes: Some(max_votes),
+            max_per_candidate: None,
+        }
+    }
+
+    /// The policy's fields of a create request (none for the default).
+    fn fields(&self) -> serde_json::Map<String, Value> {
+        let mut fields = serde_json::Map::new();
+        if let Some(p) = &self.policy {
+            fields.insert("policy".into(), json!(p));
+        }
+        if let Some(n) = self.max_votes {
+            fields.insert("maxVotes".into(), json!(n));
+        }
+        if let Some(n) = self.max_per_candidate {
+            fields.insert("maxPerCandidate".into(), json!(n));
+        }
+        fields
+    }
+}
+
 /// A client of the results and ingestion services.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -123,14 +165,29 @@ impl Api {
         candidates: &[&str],
         minutes: i64,
     ) -> anyhow::Result<Value> {
+        self.create_election_with(title, candidates, minutes, &PolicyArgs::default())
+            .await
+    }
+
+    /// Creates an election (DRAFT) with a vote policy.
+    pub async fn create_election_with(
+        &self,
+        title: &str,
+        candidates: &[&str],
+        minutes: i64,
+        policy: &PolicyArgs,
+    ) -> anyhow::Result<Value> {
         let now = chrono::Utc::now();
-        let body = json!({
+        let mut body = json!({
             "title": title,
             "description": "created by the livevote CLI",
             "startsAt": now.to_rfc3339(),
             "endsAt": (now + chrono::Duration::minutes(minutes)).to_rfc3339(),
             "candidates": candidates.iter().map(|c| json!({"name": c})).collect::<Vec<_>>(),
         });
+        if let Some(fields) = body.as_object_mut() {
+            fields.extend(policy.fields());
+        }
         self.results(reqwest::Method::POST, "/api/v1/admin/elections", Some(body))
             .await?
             .expect(201, "creating the election")
@@ -143,7 +200,21 @@ impl Api {
         candidates: &[&str],
         minutes: i64,
     ) -> anyhow::Result<(String, Vec<String>)> {
-        let created = self.create_election(title, candidates, minutes).await?;
+        self.create_election_ids_with(title, candidates, minutes, &PolicyArgs::default())
+            .await
+    }
+
+    /// As [`Api::create_election_ids`], with a vote policy.
+    pub async fn create_election_ids_with(
+        &self,
+        title: &str,
+        candidates: &[&str],
+        minutes: i64,
+        policy: &PolicyArgs,
+    ) -> anyhow::Result<(String, Vec<String>)> {
+        let created = self
+            .create_election_with(title, candidates, minutes, policy)
+            .await?;
         let id = created["electionId"]
             .as_str()
             .context("the created election has no electionId")?

@@ -14,7 +14,7 @@ use livevote_postgres::{PgElections, PgVoteStore, StoreConfig};
 use livevote_redis::{RedisConfig, RedisElectionCache, RedisStore};
 use livevote_results::ResultsService;
 
-use crate::api::{Api, ApiArgs};
+use crate::api::{Api, ApiArgs, PolicyArgs};
 use crate::view::{LiveBars, print_reconciliation, print_results};
 
 #[derive(Debug, Clone, Args)]
@@ -88,6 +88,8 @@ pub enum ElectionsAction {
         #[arg(long, default_value_t = 60)]
         minutes: i64,
         #[command(flatten)]
+        policy: PolicyArgs,
+        #[command(flatten)]
         api: ApiArgs,
     },
     /// Opens an election at once (lines open).
@@ -124,15 +126,22 @@ pub async fn elections(action: ElectionsAction) -> anyhow::Result<ExitCode> {
                 .await?
                 .expect(200, "listing elections")?;
             println!(
-                "{:<38} {:<10} {:<8} {:>4}  title",
-                "id", "status", "results", "cand"
+                "{:<38} {:<10} {:<8} {:<10} {:>4}  title",
+                "id", "status", "results", "policy", "cand"
             );
             for e in page["content"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                // An election without a policy field is `single`.
+                let policy = match (e["policy"].as_str(), e["maxVotes"].as_u64()) {
+                    (Some(p), Some(n)) => format!("{p} {n}"),
+                    (Some(p), None) => p.to_owned(),
+                    (None, _) => "single".to_owned(),
+                };
                 println!(
-                    "{:<38} {:<10} {:<8} {:>4}  {}",
+                    "{:<38} {:<10} {:<8} {:<10} {:>4}  {}",
                     e["electionId"].as_str().unwrap_or("?"),
                     e["effectiveStatus"].as_str().unwrap_or("?"),
                     e["resultsVisibility"].as_str().unwrap_or("?"),
+                    policy,
                     e["candidates"].as_array().map_or(0, Vec::len),
                     e["title"].as_str().unwrap_or("?")
                 );
@@ -143,11 +152,12 @@ pub async fn elections(action: ElectionsAction) -> anyhow::Result<ExitCode> {
             title,
             candidates,
             minutes,
+            policy,
             api,
         } => {
             let api = Api::new(&api)?;
             let names: Vec<&str> = candidates.iter().map(String::as_str).collect();
-            let e = api.create_election(&title, &names, minutes).await?;
+            let e = api.create_election_with(&title, &names, minutes, &policy).await?;
             println!("{}", e["electionId"].as_str().unwrap_or("?"));
         }
         ElectionsAction::Open { id, api } => {

@@ -269,7 +269,11 @@ where
     pub async fn statistics(&self, id: ElectionId) -> Result<Statistics, ResultsError> {
         let election = self.election(id).await?;
         let now = self.inner.clock.now();
-        let accepted = Tally::for_election(&election, &self.inner.live.accepted_counts(id).await?).total();
+        let mut accepted =
+            Tally::for_election(&election, &self.inner.live.accepted_counts(id).await?).total();
+        if election.policy().replaces() {
+            accepted += self.inner.live.replaced_votes(id).await?;
+        }
         let counts = self.inner.store.counts(id).await?;
         let hourly = self.inner.store.hourly_counts(id).await?;
         let activity = self.inner.store.activity(id).await?;
@@ -371,12 +375,19 @@ where
         // or moved to the dead-letter queue. Reading in another order could
         // report a vote as lost while it is merely on its way.
         let live = Tally::for_election(election, &self.inner.live.accepted_counts(id).await?);
+        // Under `changeable` the live tallies count each viewer's current
+        // vote; the votes accepted are those plus the ones replaced since.
+        let replaced = if election.policy().replaces() {
+            self.inner.live.replaced_votes(id).await?
+        } else {
+            0
+        };
         let stats = self.inner.queue.stats().await?;
         let dead = self.inner.queue.summarize_dead_letters(&stats).await?;
         let persisted = Tally::for_election(election, &self.inner.store.persisted_tallies(id).await?);
         let store = self.inner.store.counts(id).await?;
         let counts = ReconciliationCounts {
-            accepted: live.total(),
+            accepted: live.total() + replaced,
             persisted: store.persisted,
             duplicates: store.duplicates,
             dead_lettered: dead.votes_of(id),

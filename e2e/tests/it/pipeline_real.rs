@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use chrono::Duration as ChronoDuration;
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
-use livevote_domain::{CandidateId, Election, Verdict, VoteId};
+use livevote_domain::{CandidateId, Election, Verdict, VoteId, VoteLimitReached, VotePolicy};
 use livevote_hosting::SystemClock;
 use livevote_ingestion::{
-    CacheConfig, CastConfig, CastVote, CastVoteService, ElectionCache, PublisherConfig, VoteBatcher,
+    CacheConfig, CastConfig, CastVote, CastVoteError, CastVoteService, ElectionCache, PublisherConfig,
+    VoteBatcher,
 };
 use livevote_memory::{FakeHumanCheck, MemoryQueue, NoMetrics, QueueConfig};
 use livevote_ports::{Clock, QueueInspector, VoteStore};
@@ -35,6 +36,10 @@ struct Stack {
 }
 
 async fn stack(names: &[&str]) -> Stack {
+    stack_with(names, VotePolicy::Single).await
+}
+
+async fn stack_with(names: &[&str], policy: VotePolicy) -> Stack {
     let clock = SystemClock;
     let pool = scratch_database(&test_server_url(), 8)
         .await
@@ -55,7 +60,10 @@ async fn stack(names: &[&str]) -> Stack {
             ..QueueConfig::default()
         },
     );
-    let election = active_election(&elections, names, clock.now(), ChronoDuration::hours(1), |_| {}).await;
+    let election = active_election(&elections, names, clock.now(), ChronoDuration::hours(1), |e| {
+        e.policy = policy;
+    })
+    .await;
     let cache = Arc::new(ElectionCache::new(
         elections.clone(),
         CacheConfig {
@@ -251,4 +259,131 @@ async fn after_redis_loses_its_data_the_rebuild_equals_postgresql_and_the_constr
         (31, 30, 1)
     );
     assert_eq!(r.verdict, Verdict::Balanced);
+}
+
+/// The case for `multi`: 50 parallel requests of one viewer with
+/// `maxVotes` 5 give exactly five 202s (45 refusals saying 5 of 5 used),
+/// stored as five rows in slots 1 to 5, with a balanced reconciliation;
+/// other viewers vote alongside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_parallel_votes_of_one_multi_viewer_give_exactly_five_and_all_are_stored() {
+    let policy = VotePolicy::from_parts("multi", Some(5), None).unwrap();
+    let s = Arc::new(stack_with(&["Ada", "Grace", "Linus"], policy).await);
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { (i % 3, s.cast.cast(vote(&s, "auth0|superfan", i % 3)).await) })
+        })
+        .collect();
+    let mut accepted: HashMap<VoteId, CandidateId> = HashMap::new();
+    let mut numbers = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            (c, Ok(receipt)) => {
+                accepted.insert(receipt.vote_id, s.election.candidates()[c].id());
+                numbers.push(receipt.slot.number);
+            }
+            (_, Err(CastVoteError::VoteLimitReached(limit))) => {
+                assert_eq!(
+                    limit,
+                    VoteLimitReached {
+                        used: 5,
+                        max: 5,
+                        per_candidate: false
+                    }
+                );
+                refused += 1;
+            }
+            (_, Err(e)) => panic!("unexpected refusal: {e}"),
+        }
+    }
+    assert_eq!((accepted.len(), refused), (5, 45));
+    numbers.sort_unstable();
+    assert_eq!(numbers, vec![1, 2, 3, 4, 5]);
+    for i in 0..20 {
+        let receipt = s
+            .cast
+            .cast(vote(&s, &format!("auth0|casual-{i}"), i % 3))
+            .await
+            .unwrap();
+        accepted.insert(receipt.vote_id, s.election.candidates()[i % 3].id());
+    }
+    drain(&s).await;
+    assert_all_persisted(&s, &accepted).await;
+    let r = s.results.reconcile(s.election.id()).await.unwrap();
+    assert_eq!(r.verdict, Verdict::Balanced, "{r:?}");
+    assert_eq!(
+        (r.counts.accepted, r.counts.persisted, r.counts.duplicates),
+        (25, 25, 0)
+    );
+    assert!(r.per_candidate.iter().all(|c| c.accepted == c.persisted), "{r:?}");
+}
+
+/// The case for `changeable`: 50 parallel votes of one viewer end
+/// with exactly one current vote, the one with the highest change number
+/// (the last accepted), in the live and the persisted tallies alike; every
+/// change is stored and the reconciliation balances 50 accepted against 50
+/// stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_parallel_changes_of_one_viewer_end_with_exactly_one_current_vote() {
+    let s = Arc::new(stack_with(&["Ada", "Grace", "Linus"], VotePolicy::Changeable).await);
+    let processor = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            loop {
+                s.persist.run_once().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                (
+                    i % 3,
+                    s.cast.cast(vote(&s, "auth0|undecided", i % 3)).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut accepted: HashMap<VoteId, CandidateId> = HashMap::new();
+    let mut last = (0, CandidateId::generate());
+    for t in tasks {
+        let (c, receipt) = t.await.unwrap();
+        let candidate = s.election.candidates()[c].id();
+        accepted.insert(receipt.vote_id, candidate);
+        if receipt.slot.number > last.0 {
+            last = (receipt.slot.number, candidate);
+        }
+    }
+    assert_eq!(last.0, 50);
+    drain(&s).await;
+    processor.abort();
+    assert_all_persisted(&s, &accepted).await;
+    let persisted: BTreeMap<CandidateId, u64> = s
+        .store
+        .persisted_tallies(s.election.id())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.votes > 0)
+        .map(|c| (c.candidate_id, c.votes))
+        .collect();
+    assert_eq!(
+        persisted,
+        BTreeMap::from([(last.1, 1)]),
+        "one current vote: the newest change"
+    );
+    let r = s.results.reconcile(s.election.id()).await.unwrap();
+    assert_eq!(r.verdict, Verdict::Balanced, "{r:?}");
+    assert_eq!(
+        (r.counts.accepted, r.counts.persisted, r.counts.duplicates),
+        (50, 50, 0)
+    );
+    for c in &r.per_candidate {
+        let expected = u64::from(c.candidate_id == last.1);
+        assert_eq!((c.accepted, c.persisted), (expected, expected), "{c:?}");
+    }
 }
