@@ -219,6 +219,79 @@ fn a_short_spike_with_readers_ends_with_a_clean_verdict() {
     assert!(stdout.contains("verdict: CLEAN"), "{stdout}");
 }
 
+/// The vote policies under load, on one stack: a `multi` run where many
+/// viewers come back more often than their two votes allow, and a
+/// `changeable` run where half the attempts are changes; both verdicts exact.
+#[test]
+fn multi_and_changeable_runs_end_with_exact_verdicts() {
+    let stack = Stack::up();
+    let common = ["--rate", "120", "--duration-secs", "3", "--repeat-percent", "60"];
+    let (out, multi) = stack.load(&[&common[..], &["--policy", "multi", "--max-votes", "2"]].concat());
+    assert!(
+        out.status.success(),
+        "the multi run did not end clean: {:#}",
+        multi["verdict"]
+    );
+    assert_eq!(multi["policy"], "multi");
+    assert_eq!(multi["maxVotes"], 2);
+    let outcomes = multi["outcomes"].as_array().unwrap();
+    let count = |kind: &str, answer: &str| {
+        outcomes
+            .iter()
+            .filter(|o| o["kind"] == kind && o["answer"] == answer)
+            .map(|o| o["count"].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert!(count("repeat", "202") > 0, "{outcomes:?}");
+    assert!(count("repeat", "409 VOTE_LIMIT_REACHED") > 0, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| o["expected"] == true), "{outcomes:?}");
+    assert_eq!(multi["reconciliation"]["persisted"], multi["accepted"]);
+    let names: Vec<&str> = multi["verdict"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"no viewer has more than 2 rows"), "{names:?}");
+
+    let (out, changes) = stack.load(&[&common[..], &["--policy", "changeable"]].concat());
+    assert!(
+        out.status.success(),
+        "the changeable run did not end clean: {:#}",
+        changes["verdict"]
+    );
+    assert_eq!(changes["policy"], "changeable");
+    let attempts = &changes["attempts"];
+    let votes = attempts["first"].as_u64().unwrap() + attempts["repeat"].as_u64().unwrap();
+    // Every change answered 202 (or shed: 429/503, allowed) and stored; the
+    // tallies hold one vote per viewer.
+    let shed: u64 = changes["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| {
+            let answer = o["answer"].as_str().unwrap();
+            (o["kind"] == "first" || o["kind"] == "repeat")
+                && (answer.starts_with("429") || answer.starts_with("503"))
+        })
+        .map(|o| o["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        changes["accepted"].as_u64().unwrap() + shed,
+        votes,
+        "{:#}",
+        changes["outcomes"]
+    );
+    assert_eq!(changes["reconciliation"]["persisted"], changes["accepted"]);
+    let checks = changes["verdict"]["checks"].as_array().unwrap();
+    assert!(
+        checks.iter().any(|c| c["name"]
+            == "persisted tallies = current votes = each viewer's newest 202 (changeable)"
+            && c["passed"] == true),
+        "{checks:?}"
+    );
+}
+
 #[test]
 fn the_checker_names_votes_deleted_after_a_clean_run() {
     let stack = Stack::up();

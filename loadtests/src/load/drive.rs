@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use livevote_cli::api::Api;
+use livevote_cli::api::{Api, PolicyArgs};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
@@ -24,7 +24,7 @@ use super::plan::{Kind, Plan, WEIGHTS};
 use super::report::{Readers, Report};
 use super::stats::{Endpoint, Outcome, Stats};
 use super::tokens::{viewer_tokens, voter_sub};
-use super::verdict::{self, Check, Ledger, LedgerVote};
+use super::verdict::{self, Check, Ledger, LedgerVote, RunPolicy};
 use super::visibility::{Source, Visibility};
 use super::{RunArgs, Settings};
 
@@ -88,7 +88,17 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         settings.scenario.label(),
         started_at.format("%H:%M:%S")
     );
-    let (election, candidates) = api.create_election_ids(&title, &CANDIDATES, minutes).await?;
+    let policy_args = match settings.policy {
+        RunPolicy::Single => PolicyArgs::default(),
+        RunPolicy::Multi { max_votes } => PolicyArgs::multi(u16::try_from(max_votes)?),
+        RunPolicy::Changeable => PolicyArgs {
+            policy: Some("changeable".into()),
+            ..PolicyArgs::default()
+        },
+    };
+    let (election, candidates) = api
+        .create_election_ids_with(&title, &CANDIDATES, minutes, &policy_args)
+        .await?;
     let (closed, closed_candidates) = api
         .create_election_ids(&format!("{title} (closed)"), &CANDIDATES, minutes)
         .await?;
@@ -107,7 +117,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let stats = Arc::new(Stats::new());
     let live = Arc::new(Live::default());
     let visibility = Arc::new(Visibility::default());
-    let ledger: Arc<Mutex<Vec<(String, usize, usize)>>> = Arc::default();
+    let ledger: Arc<Mutex<Vec<(String, usize, usize, Option<u32>)>>> = Arc::default();
     let unanswered: Arc<Mutex<Vec<usize>>> = Arc::default();
     // Viewers whose first attempt was refused as a duplicate: only right if another attempt of theirs got in.
     let refused_first: Arc<Mutex<Vec<usize>>> = Arc::default();
@@ -188,7 +198,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let attempt = *attempt;
         live.sent.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
-            let (outcome, vote_id) = send_vote(&http, &url, &tokens[attempt.voter], body).await;
+            let (outcome, vote_id, vote_number) = send_vote(&http, &url, &tokens[attempt.voter], body).await;
             // Latency from the scheduled time: a slow server cannot hide behind fewer requests.
             stats.record_latency(Endpoint::Vote, due.elapsed());
             drop(permit);
@@ -201,7 +211,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                             stats.record_latency(visible(source), zero);
                         }
                     }
-                    lock(&ledger).push((id, attempt.voter, attempt.candidate));
+                    lock(&ledger).push((id, attempt.voter, attempt.candidate, vote_number));
                 }
                 // No answer, or "the queue has not answered yet": the server may have taken it.
                 (Outcome::Unanswered, _) | (Outcome::Refused { status: 503, .. }, _)
@@ -209,8 +219,10 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 {
                     lock(&unanswered).push(attempt.voter);
                 }
+                // Refused as if the viewer had used their votes: judged per viewer below.
                 (Outcome::Refused { code, .. }, _)
-                    if attempt.kind == Kind::First && code == "DUPLICATE_VOTE" =>
+                    if (attempt.kind == Kind::First && code == "DUPLICATE_VOTE")
+                        || code == "VOTE_LIMIT_REACHED" =>
                 {
                     lock(&refused_first).push(attempt.voter);
                 }
@@ -258,28 +270,31 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
     // 202s per viewer: one is right, two mean the dedup let a viewer in twice.
     let mut accepted_voters: HashMap<usize, u32> = HashMap::new();
-    for (_, v, _) in lock(&ledger).iter() {
+    for (_, v, _, _) in lock(&ledger).iter() {
         *accepted_voters.entry(*v).or_default() += 1;
     }
     // The ledger, with viewers and candidates by name.
     let ledger = Ledger {
         accepted: lock(&ledger)
             .iter()
-            .map(|(id, voter, candidate)| LedgerVote {
+            .map(|(id, voter, candidate, number)| LedgerVote {
                 vote_id: id.clone(),
                 voter: voter_sub(*voter),
                 candidate_id: candidates[*candidate].clone(),
+                vote_number: *number,
             })
             .collect(),
         unanswered_voters: lock(&unanswered).iter().map(|v| voter_sub(*v)).collect(),
     };
-    let mut verdict = verdict::check(&api, &pool, &redis, &election, &ledger).await?;
+    let mut verdict = verdict::check(&api, &pool, &redis, &election, &ledger, settings.policy).await?;
     verdict.push(answers_check(
         &stats,
         &live,
         &lock(&refused_first),
         &accepted_voters,
+        &lock(&unanswered),
         settings.close_after.is_some(),
+        settings.policy,
     ));
 
     let run_id = format!(
@@ -334,7 +349,7 @@ async fn send_vote(
     url: &reqwest::Url,
     token: &str,
     body: String,
-) -> (Outcome, Option<String>) {
+) -> (Outcome, Option<String>, Option<u32>) {
     let response = http
         .post(url.clone())
         .bearer_auth(token)
@@ -343,18 +358,19 @@ async fn send_vote(
         .send()
         .await;
     let Ok(response) = response else {
-        return (Outcome::Unanswered, None);
+        return (Outcome::Unanswered, None, None);
     };
     let status = response.status().as_u16();
     let Ok(bytes) = response.bytes().await else {
-        return (Outcome::Unanswered, None);
+        return (Outcome::Unanswered, None, None);
     };
     let doc: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     if let (202, Some(id)) = (status, doc["voteId"].as_str()) {
-        return (Outcome::Accepted, Some(id.to_owned()));
+        let number = doc["voteNumber"].as_u64().and_then(|n| u32::try_from(n).ok());
+        return (Outcome::Accepted, Some(id.to_owned()), number);
     }
     let code = doc["code"].as_str().unwrap_or("(no code)").to_owned();
-    (Outcome::Refused { status, code }, None)
+    (Outcome::Refused { status, code }, None, None)
 }
 
 /// What the client tasks share with the readers.
@@ -654,12 +670,15 @@ async fn show_progress(total: u64, live: Arc<Live>, stats: Arc<Stats>, mut stop:
 /// - a repeat answered 202 is right when the viewer's first attempt got no
 ///   202 (unanswered or shed, so the retry was their one vote);
 /// - no viewer may be answered 202 twice.
+#[allow(clippy::too_many_arguments)]
 fn answers_check(
     stats: &Stats,
     live: &Live,
-    refused_first: &[usize],
+    refused: &[usize],
     accepted_voters: &HashMap<usize, u32>,
+    unanswered: &[usize],
     closed_mid_run: bool,
+    policy: RunPolicy,
 ) -> Check {
     // Closed during the run: any vote may meet the closed election.
     let closed_refusal = |k: Kind, o: &Outcome| {
@@ -667,41 +686,52 @@ fn answers_check(
             && matches!(k, Kind::First | Kind::Repeat)
             && matches!(o, Outcome::Refused { code, .. } if code == "ELECTION_CLOSED")
     };
-    let overtaken = refused_first
+    // A viewer refused as having used their votes must have used them: one
+    // 202 (`single`), `maxVotes` of them (`multi`), or requests whose answer
+    // never came and may have taken the rest. `changeable` refuses nobody.
+    let needed = policy.rows_per_viewer().unwrap_or(usize::MAX) as u32;
+    let unanswered: std::collections::HashSet<&usize> = unanswered.iter().collect();
+    let used_up =
+        |v: &usize| accepted_voters.get(v).copied().unwrap_or(0) >= needed || unanswered.contains(v);
+    let overtaken = refused.iter().filter(|v| used_up(v)).count() as u64;
+    let mut wrong: Vec<String> = refused
         .iter()
-        .filter(|v| accepted_voters.contains_key(v))
-        .count() as u64;
-    let mut wrong: Vec<String> = refused_first
-        .iter()
-        .filter(|v| !accepted_voters.contains_key(v))
+        .filter(|v| !used_up(v))
         .map(|v| {
             format!(
-                "viewer {} was refused as a duplicate without any accepted vote",
-                voter_sub(*v)
+                "viewer {} was refused as having voted ({} of {} 202s) with votes left",
+                voter_sub(*v),
+                accepted_voters.get(v).copied().unwrap_or(0),
+                policy.label()
             )
         })
         .collect();
+    wrong.sort();
+    wrong.dedup();
     let mut twice: Vec<String> = accepted_voters
         .iter()
-        .filter(|(_, n)| **n > 1)
+        .filter(|(_, n)| **n > needed)
         .map(|(v, n)| format!("viewer {} was answered 202 {n} times", voter_sub(*v)))
         .collect();
     twice.sort();
     wrong.extend(twice);
-    let duplicate = |o: &Outcome| matches!(o, Outcome::Refused { code, .. } if code == "DUPLICATE_VOTE");
+    let refusal = |o: &Outcome| matches!(o, Outcome::Refused { code, .. } if code == "DUPLICATE_VOTE" || code == "VOTE_LIMIT_REACHED");
     let repeats_in = stats.count(|k, o| k == Kind::Repeat && *o == Outcome::Accepted);
     wrong.extend(
         stats
             .outcomes()
             .into_iter()
             .filter(|(k, o, _)| {
-                !o.expected_for(*k) && !o.is_shed() && *o != Outcome::Unanswered && !closed_refusal(*k, o)
+                !o.expected_for(*k, policy)
+                    && !o.is_shed()
+                    && *o != Outcome::Unanswered
+                    && !closed_refusal(*k, o)
             })
             .filter(|(k, o, _)| {
                 {
                     // The swaps are judged above, per viewer.
-                    let swapped = (*k == Kind::First && duplicate(o))
-                        || (*k == Kind::Repeat && *o == Outcome::Accepted);
+                    let swapped = (*k == Kind::First && refusal(o))
+                        || (*k == Kind::Repeat && *o == Outcome::Accepted && policy == RunPolicy::Single);
                     !swapped
                 }
             })
@@ -714,8 +744,8 @@ fn answers_check(
         name: "every attempt got the answer its kind calls for".into(),
         passed: wrong.is_empty() && not_sent == 0,
         detail: format!(
-            "{} unexpected answers; {repeats_in} repeats answered 202 ({overtaken} overtook their first attempt, \
-             the rest followed one that got no 202); {shed} shed (503/429), {unanswered} unanswered, \
+            "{} unexpected answers; {repeats_in} repeats answered 202; {overtaken} refusals of viewers who had \
+             used their votes (or whose answer never came); {shed} shed (503/429), {unanswered} unanswered, \
              {not_sent} not sent (generator at --max-in-flight)",
             wrong.len()
         ),

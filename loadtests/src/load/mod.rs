@@ -167,6 +167,15 @@ pub struct RunArgs {
     /// and no stored vote may be stamped at or after the end.
     #[arg(long)]
     pub close_after_secs: Option<f64>,
+    /// The election's vote policy: `single` (repeats get 409 DUPLICATE_VOTE),
+    /// `multi` (a viewer's first --max-votes attempts get 202, the rest 409
+    /// VOTE_LIMIT_REACHED) or `changeable` (every attempt 202; the newest
+    /// counts). Raise --repeat-percent to exercise the limit or the changes.
+    #[arg(long, value_parser = ["single", "multi", "changeable"], default_value = "single")]
+    pub policy: String,
+    /// With `--policy multi`: votes per viewer (1 to 100).
+    #[arg(long)]
+    pub max_votes: Option<u32>,
     /// Requests in flight at most; an attempt due while at the limit is not sent and
     /// is reported (the generator, not the server, would then be the bottleneck).
     #[arg(long, default_value_t = 20_000)]
@@ -200,6 +209,7 @@ pub struct Settings {
     pub sample_secs: u64,
     pub max_in_flight: usize,
     pub close_after: Option<std::time::Duration>,
+    pub policy: verdict::RunPolicy,
 }
 
 impl RunArgs {
@@ -245,7 +255,17 @@ impl RunArgs {
             }
             Some(_) => anyhow::bail!("--close-after-secs must be within the run (0 < s < --duration-secs)"),
         };
+        let policy = match (self.policy.as_str(), self.max_votes) {
+            ("single", None) => verdict::RunPolicy::Single,
+            ("changeable", None) => verdict::RunPolicy::Changeable,
+            ("multi", Some(max_votes)) if (1..=100).contains(&max_votes) => {
+                verdict::RunPolicy::Multi { max_votes }
+            }
+            ("multi", _) => anyhow::bail!("--policy multi needs --max-votes between 1 and 100"),
+            (_, _) => anyhow::bail!("--max-votes applies only to --policy multi"),
+        };
         Ok(Settings {
+            policy,
             scenario: self.scenario,
             shape,
             mix,

@@ -61,6 +61,9 @@ pub struct Report {
     pub scenario: &'static str,
     pub started_at: String,
     pub election: String,
+    /// The election's vote policy (`policy`, and `maxVotes` for `multi`).
+    #[serde(flatten)]
+    pub policy: super::verdict::RunPolicy,
     pub closed_election: String,
     pub unknown_election: String,
     pub settings: SettingsDoc,
@@ -123,6 +126,7 @@ impl Report {
             scenario: settings.scenario.label(),
             started_at: started_at.to_rfc3339(),
             election,
+            policy: settings.policy,
             closed_election,
             unknown_election,
             settings: SettingsDoc {
@@ -150,7 +154,7 @@ impl Report {
                     kind: k.label(),
                     answer: o.label(),
                     count: n,
-                    expected: o.expected_for(k),
+                    expected: o.expected_for(k, settings.policy),
                 })
                 .collect(),
             latency: stats
@@ -174,8 +178,10 @@ impl Report {
         let s = &self.settings;
         let mut out = String::new();
         out.push_str(&format!(
-            "\n== livevote-load {} · election {} ==\n",
-            self.scenario, self.election
+            "\n== livevote-load {} · election {} · policy {} ==\n",
+            self.scenario,
+            self.election,
+            self.policy.label()
         ));
         out.push_str(&format!(
             "schedule   {} attempts at {}/s for {} s{} from {} viewers; sent at {:.0}/s over {:.1} s; {} not sent\n",

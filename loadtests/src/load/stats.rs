@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::plan::Kind;
+use super::verdict::RunPolicy;
 
 /// Latency summary of one endpoint, in milliseconds.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -76,12 +77,25 @@ impl Outcome {
         }
     }
 
-    /// Whether this is the answer `kind` must get. Load shedding (503, 429) is
-    /// reported apart: it is allowed, but it is not what the run wants.
-    pub fn expected_for(&self, kind: Kind) -> bool {
+    /// Whether this is the answer `kind` must get under `policy`. Load
+    /// shedding (503, 429) is reported apart: it is allowed, but it is not
+    /// what the run wants. A `multi` repeat may get 202 or, once the viewer's
+    /// votes are used up, VOTE_LIMIT_REACHED (checked per viewer); a
+    /// `changeable` repeat is a change: 202.
+    pub fn expected_for(&self, kind: Kind, policy: RunPolicy) -> bool {
+        match (kind, self, policy) {
+            (Kind::First, Outcome::Accepted, _) => true,
+            (Kind::Repeat, Outcome::Accepted, RunPolicy::Multi { .. } | RunPolicy::Changeable) => true,
+            (Kind::Repeat, Outcome::Refused { code, .. }, RunPolicy::Multi { .. }) => {
+                code == "VOTE_LIMIT_REACHED"
+            }
+            (Kind::Repeat, Outcome::Refused { code, .. }, RunPolicy::Single) => code == "DUPLICATE_VOTE",
+            (kind, outcome, _) => outcome.expected_elsewhere(kind),
+        }
+    }
+
+    fn expected_elsewhere(&self, kind: Kind) -> bool {
         match (kind, self) {
-            (Kind::First, Outcome::Accepted) => true,
-            (Kind::Repeat, Outcome::Refused { code, .. }) => code == "DUPLICATE_VOTE",
             (Kind::Closed, Outcome::Refused { code, .. }) => code == "ELECTION_CLOSED",
             (Kind::Unknown, Outcome::Refused { code, .. }) => code == "ELECTION_NOT_FOUND",
             _ => false,
@@ -216,20 +230,20 @@ mod tests {
             status: 409,
             code: "DUPLICATE_VOTE".into(),
         };
-        assert!(Outcome::Accepted.expected_for(Kind::First));
-        assert!(!Outcome::Accepted.expected_for(Kind::Repeat));
-        assert!(dup.expected_for(Kind::Repeat));
-        assert!(!dup.expected_for(Kind::First));
+        assert!(Outcome::Accepted.expected_for(Kind::First, RunPolicy::Single));
+        assert!(!Outcome::Accepted.expected_for(Kind::Repeat, RunPolicy::Single));
+        assert!(dup.expected_for(Kind::Repeat, RunPolicy::Single));
+        assert!(!dup.expected_for(Kind::First, RunPolicy::Single));
         let shed = Outcome::Refused {
             status: 503,
             code: "UNAVAILABLE".into(),
         };
-        assert!(shed.is_shed() && !shed.expected_for(Kind::First));
+        assert!(shed.is_shed() && !shed.expected_for(Kind::First, RunPolicy::Single));
         let stats = Stats::new();
         stats.record_outcome(Kind::First, Outcome::Accepted);
         stats.record_outcome(Kind::First, Outcome::Accepted);
         stats.record_outcome(Kind::Repeat, dup);
         assert_eq!(stats.count(|_, o| *o == Outcome::Accepted), 2);
-        assert_eq!(stats.count(|k, o| o.expected_for(k)), 3);
+        assert_eq!(stats.count(|k, o| o.expected_for(k, RunPolicy::Single)), 3);
     }
 }

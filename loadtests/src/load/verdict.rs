@@ -4,10 +4,13 @@
 //!
 //! 1. every vote id answered 202 is stored exactly once, for the viewer and
 //!    the candidate the client sent;
-//! 2. no viewer has two rows;
+//! 2. no viewer has more rows than the election's policy gives (one under
+//!    `single`, `maxVotes` under `multi`; every change is a row under `changeable`);
 //! 3. no row exists that the client was never told about (unless its viewer's
 //!    request went unanswered: then the server may rightly have taken it);
-//! 4. persisted tallies = count(votes) = the client's count of 202s, per candidate;
+//! 4. persisted tallies = count(votes) = the client's count of 202s, per
+//!    candidate; under `changeable`, persisted tallies = the current votes =
+//!    each viewer's 202 with the highest vote number;
 //! 5. the live tallies equal the persisted ones, per candidate;
 //! 6. the reconciliation endpoint says balanced.
 //!
@@ -36,6 +39,40 @@ pub struct LedgerVote {
     pub vote_id: String,
     pub voter: String,
     pub candidate_id: String,
+    /// The 202's `voteNumber` (`multi` and `changeable` elections).
+    pub vote_number: Option<u32>,
+}
+
+/// The vote policy of the election under test, as the verdict needs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "policy")]
+pub enum RunPolicy {
+    #[default]
+    Single,
+    Multi {
+        #[serde(rename = "maxVotes")]
+        max_votes: u32,
+    },
+    Changeable,
+}
+
+impl RunPolicy {
+    /// The most rows one viewer may have (`None`: any number of changes).
+    pub fn rows_per_viewer(self) -> Option<usize> {
+        match self {
+            RunPolicy::Single => Some(1),
+            RunPolicy::Multi { max_votes } => Some(max_votes as usize),
+            RunPolicy::Changeable => None,
+        }
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            RunPolicy::Single => "single".into(),
+            RunPolicy::Multi { max_votes } => format!("multi (up to {max_votes})"),
+            RunPolicy::Changeable => "changeable".into(),
+        }
+    }
 }
 
 /// What the client knows: the votes answered 202, and the viewers whose
@@ -47,14 +84,19 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// `vote_id,voter,candidate_id` per accepted vote; unanswered viewers as `,voter,`.
+    /// `vote_id,voter,candidate_id,vote_number` per accepted vote (the number
+    /// empty for a `single` election); unanswered viewers as `,voter,,`.
     pub fn write_csv(&self, path: &Path) -> anyhow::Result<()> {
-        let mut text = String::from("vote_id,voter,candidate_id\n");
+        let mut text = String::from("vote_id,voter,candidate_id,vote_number\n");
         for v in &self.accepted {
-            text.push_str(&format!("{},{},{}\n", v.vote_id, v.voter, v.candidate_id));
+            let number = v.vote_number.map(|n| n.to_string()).unwrap_or_default();
+            text.push_str(&format!(
+                "{},{},{},{number}\n",
+                v.vote_id, v.voter, v.candidate_id
+            ));
         }
         for voter in &self.unanswered_voters {
-            text.push_str(&format!(",{voter},\n"));
+            text.push_str(&format!(",{voter},,\n"));
         }
         std::fs::write(path, text).with_context(|| format!("writing the ledger {}", path.display()))
     }
@@ -65,12 +107,24 @@ impl Ledger {
         let mut ledger = Ledger::default();
         for (n, line) in text.lines().enumerate().skip(1) {
             let fields: Vec<&str> = line.split(',').collect();
-            let [vote_id, voter, candidate_id] = fields[..] else {
-                bail!(
-                    "{}:{}: expected vote_id,voter,candidate_id",
+            // Ledgers written before vote policies have three columns.
+            let (vote_id, voter, candidate_id, number) = match fields[..] {
+                [vote_id, voter, candidate_id] => (vote_id, voter, candidate_id, ""),
+                [vote_id, voter, candidate_id, number] => (vote_id, voter, candidate_id, number),
+                _ => bail!(
+                    "{}:{}: expected vote_id,voter,candidate_id,vote_number",
                     path.display(),
                     n + 1
-                );
+                ),
+            };
+            let vote_number = if number.is_empty() {
+                None
+            } else {
+                Some(
+                    number
+                        .parse()
+                        .with_context(|| format!("{}:{}: vote_number", path.display(), n + 1))?,
+                )
             };
             if vote_id.is_empty() {
                 ledger.unanswered_voters.push(voter.to_owned());
@@ -79,6 +133,7 @@ impl Ledger {
                     vote_id: vote_id.to_owned(),
                     voter: voter.to_owned(),
                     candidate_id: candidate_id.to_owned(),
+                    vote_number,
                 });
             }
         }
@@ -175,6 +230,7 @@ pub async fn check(
     redis: &RedisStore,
     election: &str,
     ledger: &Ledger,
+    policy: RunPolicy,
 ) -> anyhow::Result<Verdict> {
     let id = ElectionId::parse(election).map_err(|e| anyhow::anyhow!("{election}: {e}"))?;
     let uuid: uuid::Uuid = election.parse().context("the election id is not a UUID")?;
@@ -221,6 +277,17 @@ pub async fn check(
     .into_iter()
     .map(|r| r.get(0))
     .collect();
+    // `changeable`: each viewer's current vote.
+    let current: Vec<Row3> = sqlx::query(
+        "SELECT vote_id::text, voter_id, candidate_id::text FROM current_votes WHERE election_id = $1",
+    )
+    .bind(uuid)
+    .fetch_all(pool)
+    .await
+    .context("reading the current votes from PostgreSQL")?
+    .into_iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect();
     let live = redis
         .accepted_counts(id)
         .await
@@ -237,6 +304,8 @@ pub async fn check(
             dropped: &dropped,
             late: &late,
             shards: &shards,
+            policy,
+            current: &current,
         },
         &live,
         &reconciliation,
@@ -254,6 +323,10 @@ pub struct Store<'a> {
     pub late: &'a [String],
     /// Persisted tallies per candidate.
     pub shards: &'a [(String, i64)],
+    /// The election's vote policy.
+    pub policy: RunPolicy,
+    /// `changeable`: each viewer's current vote (`current_votes`).
+    pub current: &'a [Row3],
 }
 
 /// The checks themselves, on what was read (pure, unit-tested).
@@ -316,23 +389,30 @@ pub fn judge(
         ids: bad,
     });
 
-    // 2. No viewer twice.
+    // 2. No viewer beyond the policy: one row (`single`), `maxVotes` rows
+    // (`multi`); under `changeable` every change is a row.
     let mut per_voter: HashMap<&str, usize> = HashMap::new();
     for row in rows {
         *per_voter.entry(row.1.as_str()).or_default() += 1;
     }
+    let limit = store.policy.rows_per_viewer();
     let mut twice: Vec<String> = per_voter
         .iter()
-        .filter(|(_, n)| **n > 1)
+        .filter(|(_, n)| limit.is_some_and(|l| **n > l))
         .map(|(v, n)| format!("viewer {v} has {n} rows"))
         .collect();
     twice.sort();
     verdict.push(Check {
-        name: "no viewer has two rows".into(),
+        name: match limit {
+            Some(1) => "no viewer has two rows".into(),
+            Some(l) => format!("no viewer has more than {l} rows"),
+            None => "every change is its own row (changeable)".into(),
+        },
         passed: twice.is_empty(),
         detail: format!(
-            "{} viewers with more than one row among {} rows",
+            "{} viewers with more rows than the policy {} gives, among {} rows",
             twice.len(),
+            store.policy.label(),
             rows.len()
         ),
         ids: twice,
@@ -359,54 +439,115 @@ pub fn judge(
             .collect(),
     });
 
-    // 4. Tallies = count(votes) = the client's 202s (plus the explained rows), per candidate.
-    let mut counted: BTreeMap<String, i64> = BTreeMap::new();
-    for row in rows {
-        *counted.entry(row.2.clone()).or_default() += 1;
-    }
-    let mut client: BTreeMap<String, i64> = BTreeMap::new();
-    let second_ids: HashSet<&str> = second.iter().map(|v| v.vote_id.as_str()).collect();
-    for v in ledger
-        .accepted
-        .iter()
-        .filter(|v| !second_ids.contains(v.vote_id.as_str()))
-    {
-        *client.entry(v.candidate_id.clone()).or_default() += 1;
-    }
-    for r in &explained {
-        *client.entry(r.2.clone()).or_default() += 1;
-    }
-    let tallies: BTreeMap<String, i64> = shards.iter().cloned().collect();
-    let candidates: std::collections::BTreeSet<&String> = counted
-        .keys()
-        .chain(client.keys())
-        .chain(tallies.keys())
-        .collect();
-    let mut off = Vec::new();
-    for c in &candidates {
-        let (t, n, a) = (
-            tallies.get(*c).copied().unwrap_or(0),
-            counted.get(*c).copied().unwrap_or(0),
-            client.get(*c).copied().unwrap_or(0),
-        );
-        if t != n || n != a {
-            off.push(format!(
-                "candidate {c}: tally shards {t}, count(votes) {n}, client 202s {a}"
-            ));
-        }
-    }
     let total = |m: &BTreeMap<String, i64>| m.values().sum::<i64>();
-    verdict.push(Check {
-        name: "persisted tallies = count(votes) = the client's 202s".into(),
-        passed: off.is_empty(),
-        detail: format!(
-            "tally shards {}, count(votes) {}, client 202s {}",
-            total(&tallies),
-            total(&counted),
-            total(&client)
-        ),
-        ids: off,
-    });
+    let tallies: BTreeMap<String, i64> = shards.iter().cloned().collect();
+    let counted: BTreeMap<String, i64> =
+        if store.policy == RunPolicy::Changeable {
+            // 4'. Under `changeable`: persisted tallies = the current votes =
+            // each viewer's 202 with the highest vote number (the last accepted).
+            let mut current: BTreeMap<String, i64> = BTreeMap::new();
+            for r in store.current {
+                *current.entry(r.2.clone()).or_default() += 1;
+            }
+            let mut newest: HashMap<&str, &LedgerVote> = HashMap::new();
+            for v in &ledger.accepted {
+                let slot = newest.entry(v.voter.as_str()).or_insert(v);
+                if v.vote_number > slot.vote_number {
+                    *slot = v;
+                }
+            }
+            let current_of: HashMap<&str, &Row3> = store.current.iter().map(|r| (r.1.as_str(), r)).collect();
+            let mut off = Vec::new();
+            for (voter, v) in &newest {
+                // A later change whose answer never came may rightly be the current one.
+                if unanswered.contains(voter) {
+                    continue;
+                }
+                match current_of.get(voter) {
+                Some(r) if r.0 == v.vote_id => {}
+                Some(r) => off.push(format!(
+                    "viewer {voter}: current vote {} (candidate {}), but the newest 202 was {} (number {:?})",
+                    r.0, r.2, v.vote_id, v.vote_number
+                )),
+                None => off.push(format!("viewer {voter}: no current vote, newest 202 {}", v.vote_id)),
+            }
+            }
+            for c in current
+                .keys()
+                .chain(tallies.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                let (t, n) = (
+                    tallies.get(c).copied().unwrap_or(0),
+                    current.get(c).copied().unwrap_or(0),
+                );
+                if t != n {
+                    off.push(format!("candidate {c}: tally shards {t}, current votes {n}"));
+                }
+            }
+            off.sort();
+            verdict.push(Check {
+                name: "persisted tallies = current votes = each viewer's newest 202 (changeable)".into(),
+                passed: off.is_empty(),
+                detail: format!(
+                    "tally shards {}, current votes {}, viewers with a 202 {}; {} stored changes",
+                    total(&tallies),
+                    total(&current),
+                    newest.len(),
+                    rows.len()
+                ),
+                ids: off,
+            });
+            current
+        } else {
+            // 4. Tallies = count(votes) = the client's 202s (plus the explained rows), per candidate.
+            let mut counted: BTreeMap<String, i64> = BTreeMap::new();
+            for row in rows {
+                *counted.entry(row.2.clone()).or_default() += 1;
+            }
+            let mut client: BTreeMap<String, i64> = BTreeMap::new();
+            let second_ids: HashSet<&str> = second.iter().map(|v| v.vote_id.as_str()).collect();
+            for v in ledger
+                .accepted
+                .iter()
+                .filter(|v| !second_ids.contains(v.vote_id.as_str()))
+            {
+                *client.entry(v.candidate_id.clone()).or_default() += 1;
+            }
+            for r in &explained {
+                *client.entry(r.2.clone()).or_default() += 1;
+            }
+            let candidates: std::collections::BTreeSet<&String> = counted
+                .keys()
+                .chain(client.keys())
+                .chain(tallies.keys())
+                .collect();
+            let mut off = Vec::new();
+            for c in &candidates {
+                let (t, n, a) = (
+                    tallies.get(*c).copied().unwrap_or(0),
+                    counted.get(*c).copied().unwrap_or(0),
+                    client.get(*c).copied().unwrap_or(0),
+                );
+                if t != n || n != a {
+                    off.push(format!(
+                        "candidate {c}: tally shards {t}, count(votes) {n}, client 202s {a}"
+                    ));
+                }
+            }
+            verdict.push(Check {
+                name: "persisted tallies = count(votes) = the client's 202s".into(),
+                passed: off.is_empty(),
+                detail: format!(
+                    "tally shards {}, count(votes) {}, client 202s {}",
+                    total(&tallies),
+                    total(&counted),
+                    total(&client)
+                ),
+                ids: off,
+            });
+            counted
+        };
 
     // 5. Live = persisted. A vote stored whose 202 never reached the client
     // may also have missed its confirm (a crash between the queue's
@@ -483,6 +624,11 @@ pub fn judge(
 struct ReportRef {
     election: String,
     ledger: PathBuf,
+    /// Absent in reports written before vote policies: `single`.
+    #[serde(default)]
+    policy: Option<String>,
+    #[serde(default)]
+    max_votes: Option<u32>,
 }
 
 /// `livevote-load verify`: the verdict again, from a report and its ledger.
@@ -508,7 +654,13 @@ pub async fn verify_report(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(args.target.drain_timeout_secs),
     )
     .await?;
-    let verdict = check(&api, &pool, &redis, &report.election, &ledger).await?;
+    let policy = match (report.policy.as_deref(), report.max_votes) {
+        (None | Some("single"), _) => RunPolicy::Single,
+        (Some("multi"), Some(max_votes)) => RunPolicy::Multi { max_votes },
+        (Some("changeable"), _) => RunPolicy::Changeable,
+        (other, _) => bail!("the report names an unknown policy {other:?}"),
+    };
+    let verdict = check(&api, &pool, &redis, &report.election, &ledger, policy).await?;
     println!(
         "election {}: {} votes answered 202 in the ledger",
         report.election,
@@ -532,6 +684,7 @@ mod tests {
             vote_id: id.into(),
             voter: voter.into(),
             candidate_id: candidate.into(),
+            vote_number: None,
         }
     }
 
@@ -545,6 +698,8 @@ mod tests {
             dropped,
             late: &[],
             shards,
+            policy: RunPolicy::Single,
+            current: &[],
         }
     }
 
@@ -705,6 +860,42 @@ mod tests {
                 "live {live}"
             );
         }
+    }
+
+    #[test]
+    fn under_changeable_the_current_vote_must_be_the_newest_202() {
+        let numbered = |id: &str, voter: &str, candidate: &str, n: u32| LedgerVote {
+            vote_number: Some(n),
+            ..vote(id, voter, candidate)
+        };
+        let ledger = Ledger {
+            accepted: vec![numbered("v1", "a", "c1", 1), numbered("v2", "a", "c2", 2)],
+            unanswered_voters: vec![],
+        };
+        let rows = [row("v1", "a", "c1"), row("v2", "a", "c2")];
+        let reconciliation = serde_json::json!({"verdict": "balanced"});
+        let judge_with = |current: &[Row3], shards: &[(String, i64)], live: &BTreeMap<String, u64>| {
+            let store = Store {
+                policy: RunPolicy::Changeable,
+                current,
+                ..st(&rows, &[], shards)
+            };
+            judge(&ledger, &store, live, &reconciliation)
+        };
+        let good_shards = [("c2".to_owned(), 1)];
+        let live = BTreeMap::from([("c2".to_owned(), 1)]);
+        let v = judge_with(&[row("v2", "a", "c2")], &good_shards, &live);
+        assert!(v.clean, "{}", v.text());
+        // The older change left current: named.
+        let stale_shards = [("c1".to_owned(), 1)];
+        let stale_live = BTreeMap::from([("c1".to_owned(), 1)]);
+        let v = judge_with(&[row("v1", "a", "c1")], &stale_shards, &stale_live);
+        assert_eq!(
+            failed(&v),
+            vec!["persisted tallies = current votes = each viewer's newest 202 (changeable)"]
+        );
+        // A viewer with two rows is no fault under changeable.
+        assert!(!v.text().contains("[FAIL] every change is its own row"));
     }
 
     #[test]
