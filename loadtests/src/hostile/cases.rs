@@ -770,7 +770,57 @@ pub async fn run_all(s: &mut Suite, only: Option<&str>) -> anyhow::Result<()> {
         let observed = key_reused(s).await?;
         s.record(name, "422 IDEMPOTENCY_KEY_REUSED", observed).await;
     }
+    let name = "policy: a multi viewer's vote past the limit";
+    if only.is_none_or(|o| name.contains(o)) {
+        let observed = limit_reached(s).await?;
+        s.record(name, "409 VOTE_LIMIT_REACHED", observed).await;
+    }
     admin_cases(s, only).await
+}
+
+/// A `multi` election of one vote per viewer: the viewer's first vote is
+/// taken (counted into the queued-votes baseline, as in [`key_reused`]), the
+/// second is refused and changes nothing.
+async fn limit_reached(s: &mut Suite) -> anyhow::Result<String> {
+    let stamp = chrono::Utc::now().format("%H:%M:%S");
+    let (election, candidates) = s
+        .api
+        .create_election_ids_with(
+            &format!("hostile {stamp} (multi)"),
+            &["Ada", "Grace"],
+            60,
+            &livevote_cli::api::PolicyArgs::multi(1),
+        )
+        .await?;
+    s.api.open(&election).await?;
+    let auth = format!(
+        "Bearer {}",
+        s.issuer.token(&livevote_auth0::DevTokenClaims::viewer(
+            "hostile|multi-viewer".to_owned()
+        ))
+    );
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+    ];
+    let ballot = |c: &str| format!(r#"{{"electionId":"{election}","candidateId":"{c}"}}"#);
+    let first = post(s, &headers, ballot(&candidates[0])).await;
+    if !first.starts_with("202") {
+        return Ok(format!("the first vote got {first}"));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let queued = s.counter("livevote_published_votes_total").await? - s.published_before;
+        if queued == 1.0 {
+            s.published_before += 1.0;
+            break;
+        }
+        if queued > 1.0 || tokio::time::Instant::now() >= deadline {
+            return Ok(format!("the first vote queued {queued} votes"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(post(s, &headers, ballot(&candidates[1])).await)
 }
 
 /// One vote accepted with an Idempotency-Key, then the same key with the
@@ -914,6 +964,90 @@ async fn admin_cases(s: &mut Suite, only: Option<&str>) -> anyhow::Result<()> {
         .await?
         .expect(200, "cancelling with a reason")?;
     s.redis.replace_counts(id, &counts(0)?).await?;
+
+    // Vote policies: limits out of range, limits without `multi`, an unknown
+    // name, and a policy change once voting started: refused, nothing created.
+    let create = |fields: Value| {
+        let mut body = json!({
+            "title": "hostile: a policy",
+            "startsAt": chrono::Utc::now().to_rfc3339(),
+            "endsAt": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+            "candidates": [{"name": "Ada"}, {"name": "Grace"}],
+        });
+        if let (Some(b), Some(f)) = (body.as_object_mut(), fields.as_object()) {
+            b.extend(f.clone());
+        }
+        body
+    };
+    for (name, fields, expected) in [
+        (
+            "admin: a multi policy of 0 votes",
+            json!({"policy": "multi", "maxVotes": 0}),
+            "422 VALIDATION_FAILED",
+        ),
+        (
+            "admin: a multi policy of 101 votes",
+            json!({"policy": "multi", "maxVotes": 101}),
+            "422 VALIDATION_FAILED",
+        ),
+        (
+            "admin: maxPerCandidate above maxVotes",
+            json!({"policy": "multi", "maxVotes": 3, "maxPerCandidate": 4}),
+            "422 VALIDATION_FAILED",
+        ),
+        (
+            "admin: maxVotes on a single election",
+            json!({"maxVotes": 5}),
+            "422 VALIDATION_FAILED",
+        ),
+        (
+            "admin: an unknown policy",
+            json!({"policy": "unlimited"}),
+            "400 INVALID_REQUEST",
+        ),
+    ] {
+        if only.is_none_or(|o| name.contains(o)) {
+            let answer = s
+                .api
+                .results(
+                    reqwest::Method::POST,
+                    "/api/v1/admin/elections",
+                    Some(create(fields)),
+                )
+                .await?;
+            s.record(name, expected, reply(&answer)).await;
+        }
+    }
+    let (live_show, _) = s
+        .api
+        .create_election_ids("hostile: a policy locked by voting", &["Ada", "Grace"], 60)
+        .await?;
+    s.api.open(&live_show).await?;
+    let changed = s
+        .api
+        .results(
+            reqwest::Method::PUT,
+            &format!("/api/v1/admin/elections/{live_show}"),
+            Some(json!({"policy": "multi", "maxVotes": 10})),
+        )
+        .await?;
+    let policy_now = s
+        .api
+        .results(
+            reqwest::Method::GET,
+            &format!("/api/v1/admin/elections/{live_show}"),
+            None,
+        )
+        .await?
+        .body["policy"]
+        .as_str()
+        .unwrap_or("single")
+        .to_owned();
+    case!(
+        "admin: a policy change once voting started",
+        "409 ELECTION_LOCKED, still single",
+        format!("{}, still {policy_now}", reply(&changed))
+    );
 
     // Free text that a spreadsheet would run: accepted as text, defused in the CSV export.
     let names = [
