@@ -15,7 +15,7 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
 
-use crate::api::{Api, ApiArgs};
+use crate::api::{Api, ApiArgs, PolicyArgs};
 use crate::issuer::claims;
 use crate::view::{LiveBars, print_reconciliation, print_results};
 
@@ -40,6 +40,11 @@ pub struct DemoArgs {
     /// With --embedded: keep serving after the demo (the printed URLs and pages work) until Ctrl-C.
     #[arg(long, requires = "embedded")]
     pub hold: bool,
+    /// The show's vote policy (e.g. `--policy multi --max-votes 5`: the
+    /// viewers who come back vote up to five times, and one try more is
+    /// refused with VOTE_LIMIT_REACHED).
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     #[command(flatten)]
     pub api: ApiArgs,
 }
@@ -90,9 +95,10 @@ pub async fn show(args: &DemoArgs, api: &Api) -> anyhow::Result<ExitCode> {
     // The election.
     let title = format!("livevote demo {}", chrono::Utc::now().format("%H:%M:%S"));
     let (id, candidate_ids) = api
-        .create_election_ids(&title, &CANDIDATES, (args.seconds / 60 + 10) as i64)
+        .create_election_ids_with(&title, &CANDIDATES, (args.seconds / 60 + 10) as i64, &args.policy)
         .await?;
-    println!("election {id}: {title}");
+    let policy = args.policy.policy.as_deref().unwrap_or("single");
+    println!("election {id}: {title} (policy {policy})");
 
     // Tokens are signed before the clock starts: RS256 signing is far costlier than verifying.
     let multi = MultiProgress::new();
@@ -111,13 +117,18 @@ pub async fn show(args: &DemoArgs, api: &Api) -> anyhow::Result<ExitCode> {
     }
     signing.finish_and_clear();
 
-    // Who votes when: every viewer once, then a share of them again for someone else.
+    // Who votes when: every viewer once, then a share of them again for
+    // someone else (under `multi`, as many times again as the policy gives,
+    // so their last try meets the limit).
     let mut attempts: Vec<(usize, usize)> = (0..args.voters).map(|i| (i, pick(i))).collect();
     let repeaters = args.voters * args.repeat_percent.min(100) / 100;
-    attempts.extend((0..repeaters).map(|k| {
-        let i = k * args.voters / repeaters.max(1);
-        (i, (pick(i) + 1) % CANDIDATES.len())
-    }));
+    let comebacks = usize::from(args.policy.max_votes.unwrap_or(1).max(1));
+    for round in 1..=comebacks {
+        attempts.extend((0..repeaters).map(|k| {
+            let i = k * args.voters / repeaters.max(1);
+            (i, (pick(i) + round) % CANDIDATES.len())
+        }));
+    }
 
     api.open(&id).await?;
     let opened = Instant::now();
@@ -170,7 +181,7 @@ pub async fn show(args: &DemoArgs, api: &Api) -> anyhow::Result<ExitCode> {
                             .insert(v.to_owned(), (viewer, candidate_id));
                     }
                 }
-                Ok(r) if r.body["code"] == "DUPLICATE_VOTE" => {
+                Ok(r) if r.body["code"] == "DUPLICATE_VOTE" || r.body["code"] == "VOTE_LIMIT_REACHED" => {
                     counts.duplicates.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(r) if r.body["code"] == "ELECTION_CLOSED" => {
@@ -263,9 +274,22 @@ pub async fn show(args: &DemoArgs, api: &Api) -> anyhow::Result<ExitCode> {
         reconciliation["verdict"].as_str().unwrap_or("?"),
         results["final"]
     );
+    // Under `changeable` the results show each viewer's current vote: one
+    // per viewer with a 202, while every change is stored.
+    let expected_shown = if policy == "changeable" {
+        let ids = accepted_ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        ids.values()
+            .map(|(viewer, _)| *viewer)
+            .collect::<std::collections::HashSet<_>>()
+            .len() as u64
+    } else {
+        persisted
+    };
     let ok = reconciliation["verdict"] == "balanced"
         && accepted == persisted
-        && shown == persisted
+        && shown == expected_shown
         && results["final"] == true
         && missing.is_empty();
     if !ok {
@@ -326,7 +350,7 @@ async fn exact_check(
 
 fn summary(t: &Tally) -> String {
     format!(
-        "202 accepted {} · 409 repeat refused {} · closed {} · other refusals {}",
+        "202 accepted {} · 409 repeat or over the limit {} · closed {} · other refusals {}",
         t.accepted.load(Ordering::Relaxed),
         t.duplicates.load(Ordering::Relaxed),
         t.closed.load(Ordering::Relaxed),
