@@ -41,6 +41,9 @@ pub struct MemorySample {
     pub rss_mb: f64,
 }
 
+/// A 202 as the client got it: vote id, viewer, candidate, `voteNumber`.
+type Accepted = (String, usize, usize, Option<u32>);
+
 /// Counters shared by the client tasks.
 #[derive(Debug, Default)]
 struct Live {
@@ -117,7 +120,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let stats = Arc::new(Stats::new());
     let live = Arc::new(Live::default());
     let visibility = Arc::new(Visibility::default());
-    let ledger: Arc<Mutex<Vec<(String, usize, usize, Option<u32>)>>> = Arc::default();
+    let ledger: Arc<Mutex<Vec<Accepted>>> = Arc::default();
     let unanswered: Arc<Mutex<Vec<usize>>> = Arc::default();
     // Viewers whose first attempt was refused as a duplicate: only right if another attempt of theirs got in.
     let refused_first: Arc<Mutex<Vec<usize>>> = Arc::default();

@@ -36,7 +36,7 @@ pub struct Cli {
 pub enum Command {
     /// Runs a scenario against the running stack, waits for the queue to drain,
     /// then checks every accepted vote in PostgreSQL (exit 1 if anything is off).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Checks a finished run again from its report and ledger (exit 1 if anything is off).
     Verify(VerifyArgs),
     /// Writes viewer tokens, one per line (for the k6 scripts in loadtests/k6).
@@ -316,8 +316,34 @@ mod tests {
         let mut all = vec!["livevote-load", "run"];
         all.extend_from_slice(args);
         match Cli::try_parse_from(all).unwrap().command {
-            Command::Run(r) => r,
+            Command::Run(r) => *r,
             other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_policy_flags_are_checked() {
+        use verdict::RunPolicy;
+        assert_eq!(parse(&[]).settings().unwrap().policy, RunPolicy::Single);
+        assert_eq!(
+            parse(&["--policy", "multi", "--max-votes", "5"])
+                .settings()
+                .unwrap()
+                .policy,
+            RunPolicy::Multi { max_votes: 5 }
+        );
+        assert_eq!(
+            parse(&["--policy", "changeable"]).settings().unwrap().policy,
+            RunPolicy::Changeable
+        );
+        for bad in [
+            &["--policy", "multi"][..],
+            &["--policy", "multi", "--max-votes", "0"],
+            &["--policy", "multi", "--max-votes", "101"],
+            &["--max-votes", "3"],
+        ] {
+            let err = parse(bad).settings().unwrap_err().to_string();
+            assert!(err.contains("--max-votes"), "{bad:?}: {err}");
         }
     }
 
