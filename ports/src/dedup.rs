@@ -201,6 +201,17 @@ pub trait LiveTallies: Send + Sync + 'static {
     /// [`DedupError::Unavailable`].
     fn replaced_votes(&self, election: ElectionId) -> impl Future<Output = Result<u64, DedupError>> + Send;
 
+    /// `changeable`: replaces the count of replaced votes (rebuild after
+    /// data loss, from the vote store: stored votes less current votes).
+    ///
+    /// # Errors
+    /// [`DedupError::Unavailable`].
+    fn replace_replaced(
+        &self,
+        election: ElectionId,
+        replaced: u64,
+    ) -> impl Future<Output = Result<(), DedupError>> + Send;
+
     /// Replaces an election's live tallies with `counts` (rebuild after data
     /// loss, from the vote store). Adapters MUST make the replacement atomic
     /// for readers.

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use livevote_domain::{CandidateCount, ElectionId, Timestamp, VoteId, VoteRecord};
+use livevote_domain::{CandidateCount, ElectionId, Timestamp, VoteId, VoteRecord, VoterId};
 
 /// Why the vote store failed.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +120,17 @@ pub trait VoteStore: Send + Sync + 'static {
     /// # Errors
     /// [`StoreError::Unavailable`].
     fn find_vote(&self, id: VoteId) -> impl Future<Output = Result<Option<StoredVote>, StoreError>> + Send;
+
+    /// A viewer's stored votes in an election (every slot or change), in
+    /// slot order: what a `multi` or `changeable` receipt is told from.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    fn votes_of_voter(
+        &self,
+        election: ElectionId,
+        voter: &VoterId,
+    ) -> impl Future<Output = Result<Vec<StoredVote>, StoreError>> + Send;
 
     /// The store's reconciliation counters for an election.
     ///

@@ -367,6 +367,25 @@ impl VoteStore for MemoryDatabase {
         Ok(self.lock().votes.get(&id).cloned())
     }
 
+    async fn votes_of_voter(
+        &self,
+        election: ElectionId,
+        voter: &VoterId,
+    ) -> Result<Vec<StoredVote>, StoreError> {
+        if !self.check_up() {
+            return Err(StoreError::Unavailable(down()));
+        }
+        let mut votes: Vec<StoredVote> = self
+            .lock()
+            .votes
+            .values()
+            .filter(|v| v.record.vote.election_id == election && &v.record.vote.voter_id == voter)
+            .cloned()
+            .collect();
+        votes.sort_by_key(|v| v.record.vote.slot);
+        Ok(votes)
+    }
+
     async fn counts(&self, election: ElectionId) -> Result<StoreCounts, StoreError> {
         if !self.check_up() {
             return Err(StoreError::Unavailable(down()));

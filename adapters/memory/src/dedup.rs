@@ -285,6 +285,12 @@ impl LiveTallies for MemoryDedup {
         Ok(self.lock().replaced.get(&election).copied().unwrap_or(0))
     }
 
+    async fn replace_replaced(&self, election: ElectionId, replaced: u64) -> Result<(), DedupError> {
+        self.up()?;
+        self.lock().replaced.insert(election, replaced);
+        Ok(())
+    }
+
     async fn replace_counts(
         &self,
         election: ElectionId,

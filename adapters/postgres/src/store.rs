@@ -607,6 +607,40 @@ impl PgVoteStore {
     }
 }
 
+/// The columns [`stored_vote`] reads, in its order.
+macro_rules! stored_vote_columns {
+    () => {
+        "vote_id, election_id, candidate_id, voter_id, accepted_at, correlation_id, persisted_at, slot, candidate_slot"
+    };
+}
+
+/// A row of `stored_vote_columns!()` as a stored vote; anything invalid is an error, never a guess.
+fn stored_vote(row: &sqlx::postgres::PgRow) -> Result<StoredVote, StoreError> {
+    let voter: String = row.get(3);
+    let correlation: String = row.get(5);
+    Ok(StoredVote {
+        record: VoteRecord {
+            vote: Ballot {
+                vote_id: VoteId::from_uuid(row.get(0)).map_err(|e| corrupt("vote id", e))?,
+                election_id: ElectionId::from_uuid(row.get(1)),
+                candidate_id: CandidateId::from_uuid(row.get(2)),
+                voter_id: VoterId::parse(voter).map_err(|e| corrupt("voter id", e))?,
+                accepted_at: row.get(4),
+                slot: VoteSlot {
+                    number: u32::try_from(row.get::<i32, _>(7)).map_err(|e| corrupt("slot", e))?,
+                    per_candidate: row
+                        .get::<Option<i16>, _>(8)
+                        .map(u16::try_from)
+                        .transpose()
+                        .map_err(|e| corrupt("candidate slot", e))?,
+                },
+            },
+            correlation_id: CorrelationId::parse(correlation).map_err(|e| corrupt("correlation id", e))?,
+        },
+        persisted_at: row.get(6),
+    })
+}
+
 impl VoteStore for PgVoteStore {
     async fn persist_batch(&self, votes: &[VoteRecord]) -> Result<PersistReport, StoreError> {
         if votes.is_empty() {
@@ -635,39 +669,35 @@ impl VoteStore for PgVoteStore {
     }
 
     async fn find_vote(&self, id: VoteId) -> Result<Option<StoredVote>, StoreError> {
-        let row = sqlx::query(
-            "SELECT election_id, candidate_id, voter_id, accepted_at, correlation_id, persisted_at, slot, candidate_slot
-               FROM votes WHERE vote_id = $1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            stored_vote_columns!(),
+            " FROM votes WHERE vote_id = $1"
+        ))
         .bind(id.as_uuid())
         .fetch_optional(&self.pool)
         .await
         .map_err(store_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let voter: String = row.get(2);
-        let correlation: String = row.get(4);
-        Ok(Some(StoredVote {
-            record: VoteRecord {
-                vote: Ballot {
-                    vote_id: id,
-                    election_id: ElectionId::from_uuid(row.get(0)),
-                    candidate_id: CandidateId::from_uuid(row.get(1)),
-                    voter_id: VoterId::parse(voter).map_err(|e| corrupt("voter id", e))?,
-                    accepted_at: row.get(3),
-                    slot: VoteSlot {
-                        number: u32::try_from(row.get::<i32, _>(6)).map_err(|e| corrupt("slot", e))?,
-                        per_candidate: row
-                            .get::<Option<i16>, _>(7)
-                            .map(u16::try_from)
-                            .transpose()
-                            .map_err(|e| corrupt("candidate slot", e))?,
-                    },
-                },
-                correlation_id: CorrelationId::parse(correlation)
-                    .map_err(|e| corrupt("correlation id", e))?,
-            },
-            persisted_at: row.get(5),
-        }))
+        row.as_ref().map(stored_vote).transpose()
+    }
+
+    async fn votes_of_voter(
+        &self,
+        election: ElectionId,
+        voter: &VoterId,
+    ) -> Result<Vec<StoredVote>, StoreError> {
+        // The unique (election, voter, slot) index answers this.
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            stored_vote_columns!(),
+            " FROM votes WHERE election_id = $1 AND voter_id = $2 ORDER BY slot"
+        ))
+        .bind(election.as_uuid())
+        .bind(voter.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.iter().map(stored_vote).collect()
     }
 
     async fn counts(&self, election: ElectionId) -> Result<StoreCounts, StoreError> {

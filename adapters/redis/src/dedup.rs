@@ -753,6 +753,23 @@ impl LiveTallies for RedisStore {
         Ok(shards.into_iter().flatten().sum())
     }
 
+    /// The count goes to shard 0 and the other shards are deleted, in one
+    /// pipeline (readers may over-count for that moment, as in `replace_counts`).
+    async fn replace_replaced(&self, election: ElectionId, replaced: u64) -> Result<(), DedupError> {
+        let client = self.pool.next();
+        let () = client
+            .set(self.keys.replaced(election, 0), replaced, None, None, false)
+            .await
+            .map_err(to_dedup_error)?;
+        for shard in 1..self.keys.shard_count() {
+            let _: i64 = client
+                .del(self.keys.replaced(election, shard))
+                .await
+                .map_err(to_dedup_error)?;
+        }
+        Ok(())
+    }
+
     async fn replace_counts(
         &self,
         election: ElectionId,

@@ -350,7 +350,7 @@ async fn exact_check(
 
 fn summary(t: &Tally) -> String {
     format!(
-        "202 accepted {} · 409 repeat or over the limit {} · closed {} · other refusals {}",
+        "202 accepted {} · 409 repeat refused {} · closed {} · other refusals {}",
         t.accepted.load(Ordering::Relaxed),
         t.duplicates.load(Ordering::Relaxed),
         t.closed.load(Ordering::Relaxed),

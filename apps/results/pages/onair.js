@@ -71,7 +71,12 @@
       if (!seen[r.dataset.candidateId]) bars.removeChild(r);
     });
     body.dataset.totalVotes = String(doc.totalVotes);
-    text(document.getElementById("total"), doc.totalVotes.toLocaleString("en-US") + " votes");
+    // The policy says what the total counts: votes (several per viewer under
+    // multi) or each viewer's current vote (changeable).
+    body.dataset.policy = doc.policy || "single";
+    var note = doc.policy === "multi" ? " · up to " + doc.maxVotes + " votes per viewer"
+      : doc.policy === "changeable" ? " · viewers may change their vote until the lines close" : "";
+    text(document.getElementById("total"), doc.totalVotes.toLocaleString("en-US") + " votes" + note);
   }
 
   function onEvent(e) {

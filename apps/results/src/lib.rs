@@ -21,5 +21,5 @@ pub mod wiring;
 pub use admin::{AdminService, AdminServiceError};
 pub use service::{
     CandidateDrift, ElectionResults, PERCENT_DECIMALS, Rebuild, Receipt, Reconciliation, ResultsError,
-    ResultsService, Statistics, TallySource,
+    ResultsService, Standing, Statistics, TallySource,
 };

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use livevote_domain::{
-    CandidateId, Election, ElectionId, ElectionStatus, Percentage, ReconciliationCounts, Tally, Timestamp,
-    Verdict, VoteId, VoterId,
+    Ballot, CandidateId, Election, ElectionId, ElectionStatus, Percentage, ReconciliationCounts, Tally,
+    Timestamp, Verdict, VoteId, VotePolicy, VoteSlot, VoterId, current_vote,
 };
 use livevote_ports::{
     CatalogError, ClaimState, Clock, DeadLetterSummary, DedupError, ElectionCatalog, HourlyCount,
@@ -123,7 +123,7 @@ pub struct Statistics {
     pub status: ElectionStatus,
     /// `A`: votes answered 202 (live).
     pub accepted: u64,
-    /// `P`: votes stored, one per voter: the number of viewers who voted.
+    /// `P`: votes stored (one per viewer under `single`: the number of viewers who voted).
     pub persisted: u64,
     /// Second votes of a voter dropped by the store.
     pub duplicates: u64,
@@ -136,6 +136,8 @@ pub struct Statistics {
     /// Stored votes per minute of the voting window so far (or in full once closed).
     pub average_per_minute: f64,
     pub generated_at: Timestamp,
+    /// The election's vote policy.
+    pub policy: VotePolicy,
 }
 
 /// Where a vote stands, for the voter who cast it.
@@ -147,6 +149,25 @@ pub struct Receipt {
     pub accepted_at: Timestamp,
     /// When it reached the vote store; `None` while it is still on its way.
     pub persisted_at: Option<Timestamp>,
+    /// Under a `multi` or `changeable` policy, where the vote stands among
+    /// the viewer's stored votes (`None` for `single`, or while on its way).
+    pub standing: Option<Standing>,
+}
+
+/// Where a stored vote stands among its viewer's votes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// `multi`: the vote's number, and how many of `max` the viewer has used
+    /// (stored so far).
+    Multi { number: u32, used: u32, max: u16 },
+    /// `changeable`: the change's number; whether it is the viewer's current
+    /// vote, and if not, when the vote that replaced it (the current one)
+    /// was accepted.
+    Changeable {
+        number: u32,
+        current: bool,
+        replaced_at: Option<Timestamp>,
+    },
 }
 
 struct Inner<Catalog, Tallies, Store, Queue, Time> {
@@ -297,6 +318,7 @@ where
             peak_minute: activity.peak_minute,
             average_per_minute,
             generated_at: now,
+            policy: election.policy(),
         })
     }
 
@@ -316,6 +338,15 @@ where
         let queue_was_drained = self.inner.queue.stats().await?.pending_messages() == 0;
         let counts = self.inner.store.persisted_tallies(id).await?;
         self.inner.live.replace_counts(id, &counts).await?;
+        if election.policy().replaces() {
+            // Stored changes that are not current: the rest of `A`.
+            let stored = self.inner.store.counts(id).await?.persisted;
+            let current: u64 = counts.iter().map(|c| c.votes).sum();
+            self.inner
+                .live
+                .replace_replaced(id, stored.saturating_sub(current))
+                .await?;
+        }
         Ok(Rebuild {
             tally: Tally::for_election(&election, &counts),
             queue_was_drained,
@@ -443,12 +474,14 @@ where
             if &vote.voter_id != voter {
                 return Ok(None);
             }
+            let standing = self.standing(vote).await?;
             return Ok(Some(Receipt {
                 vote_id,
                 election_id: vote.election_id,
                 candidate_id: Some(vote.candidate_id),
                 accepted_at: vote.accepted_at,
                 persisted_at: Some(stored.persisted_at),
+                standing,
             }));
         }
         let Some(election) = election else {
@@ -467,6 +500,41 @@ where
                 candidate_id: None,
                 accepted_at: claim.accepted_at,
                 persisted_at: None,
+                standing: None,
             }))
+    }
+
+    /// Where a stored vote stands under its election's policy.
+    async fn standing(&self, vote: &Ballot) -> Result<Option<Standing>, ResultsError> {
+        let policy = self.election(vote.election_id).await?.policy();
+        if policy == VotePolicy::Single {
+            return Ok(None);
+        }
+        let votes = self
+            .inner
+            .store
+            .votes_of_voter(vote.election_id, &vote.voter_id)
+            .await?;
+        let number = vote.slot.number;
+        Ok(Some(match policy {
+            VotePolicy::Multi(limits) => Standing::Multi {
+                number,
+                used: u32::try_from(votes.len()).unwrap_or(u32::MAX),
+                max: limits.max_votes(),
+            },
+            _ => {
+                let slots: Vec<(VoteSlot, Timestamp)> = votes
+                    .iter()
+                    .map(|v| (v.record.vote.slot, v.record.vote.accepted_at))
+                    .collect();
+                let newest = current_vote(&slots).map(|i| slots[i]);
+                let current = newest.is_none_or(|(slot, _)| slot.number == number);
+                Standing::Changeable {
+                    number,
+                    current,
+                    replaced_at: newest.filter(|_| !current).map(|(_, at)| at),
+                }
+            }
+        }))
     }
 }

@@ -21,7 +21,7 @@ use livevote_ports::{Clock, QueueInspector, VoteStore};
 use livevote_postgres::{PgElections, PgVoteStore, StoreConfig};
 use livevote_processor::{PersistConfig, PersistService};
 use livevote_redis::{RedisConfig, RedisStore};
-use livevote_results::{ResultsService, TallySource};
+use livevote_results::{ResultsService, Standing, TallySource};
 use livevote_testkit::fixtures::active_election;
 use livevote_testkit::{scratch_database, test_server_url};
 
@@ -318,6 +318,22 @@ async fn fifty_parallel_votes_of_one_multi_viewer_give_exactly_five_and_all_are_
         (25, 25, 0)
     );
     assert!(r.per_candidate.iter().all(|c| c.accepted == c.persisted), "{r:?}");
+    // The superfan's receipts: "n of 5 used".
+    let fan = livevote_domain::VoterId::parse("auth0|superfan").unwrap();
+    let mut seen = Vec::new();
+    for id in accepted.keys() {
+        if let Some(receipt) = s.results.receipt(*id, &fan, Some(s.election.id())).await.unwrap() {
+            match receipt.standing {
+                Some(Standing::Multi { number, used, max }) => {
+                    assert_eq!((used, max), (5, 5));
+                    seen.push(number);
+                }
+                other => panic!("a multi receipt without its standing: {other:?}"),
+            }
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, vec![1, 2, 3, 4, 5]);
 }
 
 /// The case for `changeable`: 50 parallel votes of one viewer end
@@ -386,4 +402,32 @@ async fn fifty_parallel_changes_of_one_viewer_end_with_exactly_one_current_vote(
         let expected = u64::from(c.candidate_id == last.1);
         assert_eq!((c.accepted, c.persisted), (expected, expected), "{c:?}");
     }
+    // Receipts: the newest change is current, every other one says when it was replaced.
+    let viewer = livevote_domain::VoterId::parse("auth0|undecided").unwrap();
+    let mut current = 0;
+    for id in accepted.keys() {
+        let receipt = s
+            .results
+            .receipt(*id, &viewer, Some(s.election.id()))
+            .await
+            .unwrap()
+            .expect("a stored change has a receipt");
+        match receipt.standing {
+            Some(Standing::Changeable {
+                number,
+                current: true,
+                replaced_at: None,
+            }) => {
+                assert_eq!(number, 50);
+                current += 1;
+            }
+            Some(Standing::Changeable {
+                number,
+                current: false,
+                replaced_at: Some(_),
+            }) => assert!(number < 50),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(current, 1);
 }

@@ -91,6 +91,26 @@ pub const ALL: &[(&str, &str)] = &[
         "limiter bounded; RSS growth < 64 MiB",
     ),
     (
+        "multi: crash ingestion after queue ack, before confirm",
+        "dies, restarted; no viewer over 3 rows; verdict clean",
+    ),
+    (
+        "multi: crash processor after commit, before delete",
+        "dies, restarted; no viewer over 3 rows; verdict clean",
+    ),
+    (
+        "multi: Redis restarted empty",
+        "no viewer over 3 rows; rebuild = PostgreSQL; verify clean",
+    ),
+    (
+        "changeable: crash processor after commit, before delete",
+        "dies, restarted; current = newest 202; verdict clean",
+    ),
+    (
+        "changeable: Redis restarted empty",
+        "current = newest stored 202; rebuild = PostgreSQL; verify clean",
+    ),
+    (
         "NEGATIVE: PostgreSQL synchronous_commit=off, SIGKILL",
         "verdict reports the loss",
     ),
@@ -138,18 +158,45 @@ async fn in_stack(
 pub async fn run(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
     let n = ALL.iter().position(|(c, _)| *c == case).context("unknown case")?;
     match n {
-        0 => crash(h, case, "ingestion", "ingestion-after-claim=300*off->return").await,
-        1 => crash(h, case, "ingestion", "ingestion-after-publish=300*off->return").await,
-        2 => crash(h, case, "ingestion", "ingestion-after-confirm=300*off->return").await,
-        3 => crash(h, case, "processor", "processor-after-receive=40*off->return").await,
-        4 => crash(h, case, "processor", "processor-after-commit=40*off->return").await,
+        0 => crash(h, case, "ingestion", "ingestion-after-claim=300*off->return", &[]).await,
+        1 => {
+            crash(
+                h,
+                case,
+                "ingestion",
+                "ingestion-after-publish=300*off->return",
+                &[],
+            )
+            .await
+        }
+        2 => {
+            crash(
+                h,
+                case,
+                "ingestion",
+                "ingestion-after-confirm=300*off->return",
+                &[],
+            )
+            .await
+        }
+        3 => {
+            crash(
+                h,
+                case,
+                "processor",
+                "processor-after-receive=40*off->return",
+                &[],
+            )
+            .await
+        }
+        4 => crash(h, case, "processor", "processor-after-commit=40*off->return", &[]).await,
         5 => sigkill(h, case, "ingestion").await,
         6 => sigkill(h, case, "processor").await,
         7 => sigkill(h, case, "results").await,
         8 => sigstop_processor(h, case).await,
         9 => postgres_stopped(h, case).await,
         10 => redis_stopped(h, case).await,
-        11 => redis_emptied(h, case).await,
+        11 => redis_emptied(h, case, &[], "no viewer has two rows").await,
         12 => sqs_unreachable(h, case).await,
         13 => poison(h, case).await,
         14 => redelivered(h, case).await,
@@ -160,17 +207,66 @@ pub async fn run(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
         19 => captcha(h, case, false).await,
         20 => captcha(h, case, true).await,
         21 => many_ips(h, case).await,
-        22 => negative_async_commit(h, case).await,
-        23 => negative_queue_lost(h, case).await,
+        22 => {
+            crash(
+                h,
+                case,
+                "ingestion",
+                "ingestion-after-publish=300*off->return",
+                MULTI,
+            )
+            .await
+        }
+        23 => {
+            crash(
+                h,
+                case,
+                "processor",
+                "processor-after-commit=40*off->return",
+                MULTI,
+            )
+            .await
+        }
+        24 => redis_emptied(h, case, MULTI, "no viewer has more than 3 rows").await,
+        25 => {
+            crash(
+                h,
+                case,
+                "processor",
+                "processor-after-commit=40*off->return",
+                CHANGEABLE,
+            )
+            .await
+        }
+        26 => redis_emptied(h, case, CHANGEABLE, "every change is its own row").await,
+        27 => negative_async_commit(h, case).await,
+        28 => negative_queue_lost(h, case).await,
         _ => anyhow::bail!("case {case} has no body"),
     }
 }
 
+/// The load of the vote-policy cases: viewers who come back often, so that
+/// limits are met (`multi`) and votes are changed (`changeable`).
+const MULTI: &[&str] = &["--policy", "multi", "--max-votes", "3"];
+const CHANGEABLE: &[&str] = &["--policy", "changeable"];
+
 /// A crash window: the failpoint kills `service` mid-load; it is restarted.
-async fn crash(h: &mut Harness, case: &str, service: &str, failpoint: &str) -> anyhow::Result<Observed> {
+/// `policy` are the load's policy flags (none: `single`).
+async fn crash(
+    h: &mut Harness,
+    case: &str,
+    service: &str,
+    failpoint: &str,
+    policy: &[&str],
+) -> anyhow::Result<Observed> {
     let service = service.to_owned();
+    let mut policy: Vec<String> = policy.iter().map(|a| (*a).to_owned()).collect();
+    if !policy.is_empty() {
+        policy.extend(["--repeat-percent".to_owned(), "40".to_owned()]);
+    }
     in_stack(h, case, (30, 5), &[("FAILPOINTS", failpoint)], async |h, s| {
-        let load = s.start_load(h, h.duration_secs, &[]).await?;
+        let args: Vec<&str> = policy.iter().map(String::as_str).collect();
+        let load = s.start_load(h, h.duration_secs, &args).await?;
         let started = Instant::now();
         let died = s.wait_exit(&service, secs(h.duration_secs)).await?;
         let at = started.elapsed().as_secs_f64();
@@ -275,12 +371,22 @@ async fn redis_stopped(h: &mut Harness, case: &str) -> anyhow::Result<Observed> 
     .await
 }
 
-async fn redis_emptied(h: &mut Harness, case: &str) -> anyhow::Result<Observed> {
+/// Redis loses everything mid-run; afterwards the live tallies are rebuilt
+/// from PostgreSQL and the verdict taken again. `rows_check` names the
+/// verdict's check of rows per viewer, whose detail must report none over.
+async fn redis_emptied(
+    h: &mut Harness,
+    case: &str,
+    policy: &[&str],
+    rows_check: &str,
+) -> anyhow::Result<Observed> {
+    // Many second attempts, so some meet the viewer's lost claim.
+    let mut args: Vec<String> = vec!["--repeat-percent".into(), "30".into()];
+    args.extend(policy.iter().map(|a| (*a).to_owned()));
+    let rows_check = rows_check.to_owned();
     in_stack(h, case, (30, 5), &[], async |h, s| {
-        // Many second attempts, so some meet the viewer's lost claim.
-        let load = s
-            .start_load(h, h.duration_secs, &["--repeat-percent", "30"])
-            .await?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let load = s.start_load(h, h.duration_secs, &args).await?;
         tokio::time::sleep(secs(h.duration_secs / 2.0)).await;
         h.redis.stop(false)?;
         h.redis.start()?;
@@ -288,7 +394,7 @@ async fn redis_emptied(h: &mut Harness, case: &str) -> anyhow::Result<Observed> 
         let election = out.election();
         s.livevote(h, &["tallies", "rebuild", &election], &[]).await?;
         let (clean, text) = s.verify(h, &out).await?;
-        let two_rows = out.detail("no viewer has two rows");
+        let two_rows = out.detail(&rows_check);
         let second = out.detail("every vote answered 202");
         Ok((
             format!(

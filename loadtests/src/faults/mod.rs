@@ -152,11 +152,17 @@ impl Harness {
 
     /// A stack for case `name`; `queue` is (visibility timeout s, receives before the DLQ).
     pub fn stack(&self, name: &str, queue: (u64, u32)) -> anyhow::Result<Stack> {
+        // PostgreSQL keeps 63 bytes of a database name: a long case name is
+        // cut, and a hash of the whole name keeps the cut names apart.
         let slug: String = name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(36)
             .collect();
-        let id = format!("{}_{}", slug, std::process::id());
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(name, &mut hasher);
+        let hash = std::hash::Hasher::finish(&hasher) as u32;
+        let id = format!("{slug}_{hash:08x}_{}", std::process::id());
         let dir = self.work.join(name);
         std::fs::create_dir_all(&dir)?;
         let ports = servers::free_ports::<4>()?;

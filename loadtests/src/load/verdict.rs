@@ -449,8 +449,15 @@ pub fn judge(
             for r in store.current {
                 *current.entry(r.2.clone()).or_default() += 1;
             }
+            // A 202 dropped as a conflict (its change number taken again after
+            // Redis lost its data) never became a row, so never the current vote.
+            let dropped_202: HashSet<&str> = second.iter().map(|v| v.vote_id.as_str()).collect();
             let mut newest: HashMap<&str, &LedgerVote> = HashMap::new();
-            for v in &ledger.accepted {
+            for v in ledger
+                .accepted
+                .iter()
+                .filter(|v| !dropped_202.contains(v.vote_id.as_str()))
+            {
                 let slot = newest.entry(v.voter.as_str()).or_insert(v);
                 if v.vote_number > slot.vote_number {
                     *slot = v;

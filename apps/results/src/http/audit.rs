@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::admin::page_request;
 use super::error::ApiError;
 use super::{ApiQuery, AppState, election_id, path_id};
-use crate::service::Reconciliation;
+use crate::service::{Reconciliation, Standing};
 
 /// Accepted vs persisted for one candidate.
 #[derive(Debug, Serialize, ToSchema)]
@@ -328,6 +328,22 @@ pub struct ReceiptDoc {
     pub state: &'static str,
     pub accepted_at: String,
     pub persisted_at: Option<String>,
+    /// `multi` and `changeable` elections, once stored: which of the
+    /// viewer's votes this is (the slot, or the change number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vote_number: Option<u32>,
+    /// `multi`: how many of their votes the viewer has stored so far ("3 of 10 used").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub votes_used: Option<u32>,
+    /// `multi`: votes per viewer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_votes: Option<u16>,
+    /// `changeable`: whether this is the viewer's current vote (the one that counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<bool>,
+    /// `changeable`, when not current: when the vote that replaced it was accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_at: Option<String>,
 }
 
 /// The receipt of one of the caller's own votes: accepted or persisted, and when.
@@ -366,5 +382,28 @@ pub async fn receipt(
         },
         accepted_at: rfc3339(&r.accepted_at),
         persisted_at: r.persisted_at.as_ref().map(rfc3339),
+        vote_number: match &r.standing {
+            Some(Standing::Multi { number, .. } | Standing::Changeable { number, .. }) => Some(*number),
+            None => None,
+        },
+        votes_used: match &r.standing {
+            Some(Standing::Multi { used, .. }) => Some(*used),
+            _ => None,
+        },
+        max_votes: match &r.standing {
+            Some(Standing::Multi { max, .. }) => Some(*max),
+            _ => None,
+        },
+        current: match &r.standing {
+            Some(Standing::Changeable { current, .. }) => Some(*current),
+            _ => None,
+        },
+        replaced_at: match &r.standing {
+            Some(Standing::Changeable {
+                replaced_at: Some(at),
+                ..
+            }) => Some(rfc3339(at)),
+            _ => None,
+        },
     }))
 }

@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use livevote_domain::{Election, Percentage, Tally};
+use livevote_domain::{Election, Percentage, Tally, VotePolicy};
 use livevote_http::error::ErrorBody;
 use livevote_http::rfc3339;
 use livevote_ports::{MetricEvent, Permission};
@@ -69,6 +69,15 @@ pub struct ResultsDoc {
     /// Stream events only: the `Last-Event-ID` a reconnecting client sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<String>,
+    /// `multi` or `changeable`; absent for `single`. Under `multi` the
+    /// totals count votes (a viewer may cast up to `maxVotes`); under
+    /// `changeable` they count each viewer's current vote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^(multi|changeable)$")]
+    pub policy: Option<&'static str>,
+    /// `multi`: votes per viewer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_votes: Option<u16>,
 }
 
 /// One Server-Sent Event of the results stream: the `event:`, `id:` and
@@ -136,7 +145,14 @@ pub fn document(r: &ElectionResults) -> ResultsDoc {
         source: source_name(r.source),
         seq: None,
         resumed_from: None,
+        policy: policy_name(r.election.policy()),
+        max_votes: r.election.policy().max_votes(),
     }
+}
+
+/// The policy's name for documents that leave out `single`.
+pub fn policy_name(p: VotePolicy) -> Option<&'static str> {
+    (p != VotePolicy::Single).then(|| p.as_str())
 }
 
 /// A weak validator over everything a client sees change (not the timestamps).
@@ -436,7 +452,7 @@ pub fn csv(election: &Election, tally: &Tally) -> String {
     params(("electionId" = uuid::Uuid, Path, description = "election id (UUID)")),
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "text/csv: candidate_id,name,party,votes,percentage; headers X-Results-Final and X-Results-Source", content_type = "text/csv"),
+        (status = 200, description = "text/csv: candidate_id,name,party,votes,percentage; headers X-Results-Final and X-Results-Source, and X-Vote-Policy (multi or changeable) for an election that is not single", content_type = "text/csv"),
         (status = 400, description = "INVALID_REQUEST", body = ErrorBody),
         (status = 401, description = "INVALID_TOKEN, TOKEN_EXPIRED (a token was sent and is not valid)", body = ErrorBody),
         (status = 403, description = "RESULTS_EMBARGOED", body = ErrorBody),
@@ -486,6 +502,9 @@ pub async fn export_csv(
         HeaderValue::from_static(if is_final { "true" } else { "false" }),
     );
     h.insert("x-results-source", HeaderValue::from_static(source));
+    if let Some(policy) = policy_name(election.policy()) {
+        h.insert("x-vote-policy", HeaderValue::from_static(policy));
+    }
     Ok(response)
 }
 
@@ -513,7 +532,8 @@ pub struct StatisticsDoc {
     pub status: &'static str,
     /// Turnout as answered: votes accepted (202).
     pub accepted_votes: u64,
-    /// Turnout as stored: one vote per viewer, so the number of viewers who voted.
+    /// Votes stored: under `single` one per viewer, so the number of viewers
+    /// who voted; under `multi` every vote; under `changeable` every change.
     pub persisted_votes: u64,
     /// Second votes of a viewer dropped by the store.
     pub duplicates_dropped: u64,
@@ -524,6 +544,13 @@ pub struct StatisticsDoc {
     pub peak_minute: Option<PeakDoc>,
     pub votes_per_hour: Vec<HourDoc>,
     pub generated_at: String,
+    /// `multi` or `changeable`; absent for `single`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^(multi|changeable)$")]
+    pub policy: Option<&'static str>,
+    /// `multi`: votes per viewer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_votes: Option<u16>,
 }
 
 /// Votes per hour, the peak minute and turnout figures (auditors).
@@ -568,6 +595,8 @@ pub async fn statistics(
             })
             .collect(),
         generated_at: rfc3339(&s.generated_at),
+        policy: policy_name(s.policy),
+        max_votes: s.policy.max_votes(),
     }))
 }
 
