@@ -4,44 +4,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::common::fresh_database;
+use crate::common::{fresh_database, insert_election};
 use chrono::{Duration, SubsecRound, Utc};
 use livevote_domain::{CandidateId, Election, VotePolicy, VoteRecord, VoteSlot};
 use livevote_ports::{PersistOutcome, StoreError, VoteStore};
 use livevote_postgres::{PgVoteStore, StoreConfig};
 use livevote_testkit::fixtures::{new_election, record};
-use sqlx::PgPool;
-
-async fn insert_election(pool: &PgPool, e: &Election) {
-    let p = e.policy();
-    sqlx::query(
-        "INSERT INTO elections (election_id, title, description, starts_at, ends_at, status, visibility,
-                                captcha_required, version, created_at, updated_at, policy, max_votes, max_per_candidate)
-         VALUES ($1, $2, '', $3, $4, 'ACTIVE', 'LIVE', false, 1, now(), now(), $5, $6, $7)",
-    )
-    .bind(e.id().as_uuid())
-    .bind(e.title().as_str())
-    .bind(e.window().start())
-    .bind(e.window().end())
-    .bind(p.as_str())
-    .bind(p.max_votes().map(|n| n as i16))
-    .bind(p.max_per_candidate().map(|n| n as i16))
-    .execute(pool)
-    .await
-    .unwrap();
-    for (i, c) in e.candidates().iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO candidates (candidate_id, election_id, position, name) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(c.id().as_uuid())
-        .bind(e.id().as_uuid())
-        .bind(i as i32)
-        .bind(c.name().as_str())
-        .execute(pool)
-        .await
-        .unwrap();
-    }
-}
 
 async fn setup(policy: VotePolicy) -> (PgVoteStore, Election) {
     let pool = fresh_database().await;

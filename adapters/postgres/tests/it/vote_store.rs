@@ -5,43 +5,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::common::fresh_database;
+use crate::common::{fresh_database, insert_election};
 use chrono::{Duration, SubsecRound, Utc};
 use livevote_domain::{CandidateId, Election, ElectionId, VoteRecord};
 use livevote_ports::{PersistOutcome, StoreError, VoteStore};
 use livevote_postgres::{MIGRATOR, PgVoteStore, StoreConfig, migrate};
 use livevote_testkit::fixtures::{new_election, record};
 use sqlx::PgPool;
-
-/// Writes an election and its candidates straight into the tables (the
-/// election admin adapter is not what these tests are about).
-async fn insert_election(pool: &PgPool, e: &Election) {
-    sqlx::query(
-        "INSERT INTO elections (election_id, title, description, starts_at, ends_at, status, visibility,
-                                captcha_required, version, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'SCHEDULED', 'LIVE', false, 1, now(), now())",
-    )
-    .bind(e.id().as_uuid())
-    .bind(e.title().as_str())
-    .bind(e.description().as_str())
-    .bind(e.window().start())
-    .bind(e.window().end())
-    .execute(pool)
-    .await
-    .unwrap();
-    for (i, c) in e.candidates().iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO candidates (candidate_id, election_id, position, name) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(c.id().as_uuid())
-        .bind(e.id().as_uuid())
-        .bind(i as i32)
-        .bind(c.name().as_str())
-        .execute(pool)
-        .await
-        .unwrap();
-    }
-}
 
 async fn setup() -> (PgVoteStore, Election) {
     let pool = fresh_database().await;
