@@ -90,12 +90,29 @@ pub fn election_doc(e: &Election) -> ElectionDoc {
     }
 }
 
+/// A limit as a whole number: JSON Schema's `integer` also admits `5.0`.
+fn whole(field: &str, n: Option<&serde_json::Number>) -> Result<Option<i64>, ApiError> {
+    let Some(n) = n else { return Ok(None) };
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= 1e9)
+                .map(|f| f as i64)
+        })
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::ValidationFailed(format!("{field} must be a whole number from 1 to 100; got {n}"))
+        })
+}
+
 /// The policy of a create or update request: `policy` with its limits.
 fn policy(
     name: Option<&str>,
-    max_votes: Option<i64>,
-    max_per_candidate: Option<i64>,
+    max_votes: Option<&serde_json::Number>,
+    max_per_candidate: Option<&serde_json::Number>,
 ) -> Result<Option<VotePolicy>, ApiError> {
+    let max_votes = whole("maxVotes", max_votes)?;
+    let max_per_candidate = whole("maxPerCandidate", max_per_candidate)?;
     let Some(name) = name else {
         if max_votes.is_some() || max_per_candidate.is_some() {
             return Err(ApiError::ValidationFailed(
@@ -287,11 +304,11 @@ pub struct CreateElection {
     #[schema(pattern = r"^(single|multi|changeable)$")]
     pub policy: Option<String>,
     /// `multi` only: 1..=100 votes per viewer (422 otherwise).
-    #[schema(minimum = 1, maximum = 100)]
-    pub max_votes: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub max_votes: Option<serde_json::Number>,
     /// `multi` only: at most this many for one candidate, 1..=maxVotes (422 otherwise).
-    #[schema(minimum = 1, maximum = 100)]
-    pub max_per_candidate: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub max_per_candidate: Option<serde_json::Number>,
 }
 
 /// Creates an election in DRAFT, with its candidates.
@@ -336,8 +353,12 @@ pub async fn create(
             .transpose()?
             .unwrap_or(ResultsVisibility::Live),
         captcha_required: input.captcha_required,
-        policy: policy(input.policy.as_deref(), input.max_votes, input.max_per_candidate)?
-            .unwrap_or_default(),
+        policy: policy(
+            input.policy.as_deref(),
+            input.max_votes.as_ref(),
+            input.max_per_candidate.as_ref(),
+        )?
+        .unwrap_or_default(),
     };
     let election = app.admin.create(actor, new).await?;
     let mut response = (StatusCode::CREATED, Json(election_doc(&election))).into_response();
@@ -394,11 +415,11 @@ pub struct UpdateElection {
     #[schema(pattern = r"^(single|multi|changeable)$")]
     pub policy: Option<String>,
     /// As in the creation; needs `policy`.
-    #[schema(minimum = 1, maximum = 100)]
-    pub max_votes: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub max_votes: Option<serde_json::Number>,
     /// As in the creation; needs `policy`.
-    #[schema(minimum = 1, maximum = 100)]
-    pub max_per_candidate: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100)]
+    pub max_per_candidate: Option<serde_json::Number>,
 }
 
 /// Changes an election's settings (only before voting starts).
@@ -453,7 +474,11 @@ pub async fn update(
             .map_err(|e| ApiError::invalid_field("description", format!("description: {e}")))?,
         window,
         captcha_required: input.captcha_required,
-        policy: policy(input.policy.as_deref(), input.max_votes, input.max_per_candidate)?,
+        policy: policy(
+            input.policy.as_deref(),
+            input.max_votes.as_ref(),
+            input.max_per_candidate.as_ref(),
+        )?,
     };
     let e = app.admin.edit(actor, id, edit).await?;
     Ok(Json(election_doc(&e)))
@@ -742,6 +767,26 @@ mod tests {
             (Some("x"), None),
         ] {
             assert_eq!(page_request(p, s).unwrap_err().code(), "INVALID_REQUEST");
+        }
+    }
+
+    #[test]
+    fn a_limit_sent_as_a_whole_float_is_that_number_and_a_fraction_is_refused() {
+        let n = |v: serde_json::Value| match v {
+            serde_json::Value::Number(n) => n,
+            other => panic!("{other}"),
+        };
+        let multi = policy(
+            Some("multi"),
+            Some(&n(serde_json::json!(5.0))),
+            Some(&n(serde_json::json!(2))),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((multi.max_votes(), multi.max_per_candidate()), (Some(5), Some(2)));
+        for bad in [serde_json::json!(2.5), serde_json::json!(1e300)] {
+            let e = policy(Some("multi"), Some(&n(bad)), None).unwrap_err();
+            assert_eq!(e.code(), "VALIDATION_FAILED");
         }
     }
 }
