@@ -248,6 +248,29 @@ impl Default for Scripts {
     }
 }
 
+/// A batch that mixes policies, split: the positions of its `single`
+/// claims (sent together as native commands) and of the others (one script
+/// call each).
+fn split_by_policy(claims: &[Claim]) -> (Vec<usize>, Vec<usize>) {
+    (0..claims.len()).partition(|&i| claims[i].policy == VotePolicy::Single)
+}
+
+/// The positions of one part of a split batch, with that part's answers.
+type Part<T> = (Vec<usize>, Vec<Result<T, DedupError>>);
+
+/// The answers of the parts of a split batch, back in the batch's order.
+fn merge_answers<T>(len: usize, parts: [Part<T>; 2], what: &str) -> Vec<Result<T, DedupError>> {
+    let mut out: Vec<Option<Result<T, DedupError>>> = (0..len).map(|_| None).collect();
+    for (positions, answers) in parts {
+        for (i, answer) in positions.into_iter().zip(answers) {
+            out[i] = Some(answer);
+        }
+    }
+    out.into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(DedupError::Unknown(anyhow!("no answer for the {what}")))))
+        .collect()
+}
+
 /// The field of a `multi` or `changeable` slot in the voter's slots hash.
 fn slot_field(policy: VotePolicy, slot: VoteSlot) -> String {
     match (policy, slot.per_candidate) {
@@ -556,24 +579,18 @@ impl RedisStore {
     /// ones as one batch of native commands, the others one script call
     /// each, all at once; answers in the order of `claims`.
     async fn claim_mixed(&self, claims: &[Claim]) -> Vec<Result<ClaimOutcome, DedupError>> {
-        let (single, slotted): (Vec<usize>, Vec<usize>) =
-            (0..claims.len()).partition(|&i| claims[i].policy == VotePolicy::Single);
+        let (single, slotted) = split_by_policy(claims);
         let single_claims: Vec<Claim> = single.iter().map(|&i| claims[i].clone()).collect();
         let (single_answers, slot_answers) = futures_util::future::join(
             Box::pin(self.claim_singles(&single_claims)),
             futures_util::future::join_all(slotted.iter().map(|&i| Box::pin(self.claim_slot(&claims[i])))),
         )
         .await;
-        let mut out: Vec<Option<Result<ClaimOutcome, DedupError>>> = claims.iter().map(|_| None).collect();
-        for (i, answer) in single.into_iter().zip(single_answers) {
-            out[i] = Some(answer);
-        }
-        for (i, answer) in slotted.into_iter().zip(slot_answers) {
-            out[i] = Some(answer);
-        }
-        out.into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(DedupError::Unknown(anyhow!("no answer for the claim")))))
-            .collect()
+        merge_answers(
+            claims.len(),
+            [(single, single_answers), (slotted, slot_answers)],
+            "claim",
+        )
     }
 
     /// One `multi` or `changeable` confirm: one script call.
@@ -643,8 +660,7 @@ impl VoteDedup for RedisStore {
 
     async fn confirm_many(&self, claims: &[Claim]) -> Vec<Result<ConfirmOutcome, DedupError>> {
         if claims.iter().any(|c| c.policy != VotePolicy::Single) {
-            let (single, slotted): (Vec<usize>, Vec<usize>) =
-                (0..claims.len()).partition(|&i| claims[i].policy == VotePolicy::Single);
+            let (single, slotted) = split_by_policy(claims);
             let single_claims: Vec<Claim> = single.iter().map(|&i| claims[i].clone()).collect();
             let (single_answers, slot_answers) = futures_util::future::join(
                 Box::pin(self.confirm_singles(&single_claims)),
@@ -653,18 +669,11 @@ impl VoteDedup for RedisStore {
                 ),
             )
             .await;
-            let mut out: Vec<Option<Result<ConfirmOutcome, DedupError>>> =
-                claims.iter().map(|_| None).collect();
-            for (i, answer) in single.into_iter().zip(single_answers) {
-                out[i] = Some(answer);
-            }
-            for (i, answer) in slotted.into_iter().zip(slot_answers) {
-                out[i] = Some(answer);
-            }
-            return out
-                .into_iter()
-                .map(|o| o.unwrap_or_else(|| Err(DedupError::Unknown(anyhow!("no answer for the confirm")))))
-                .collect();
+            return merge_answers(
+                claims.len(),
+                [(single, single_answers), (slotted, slot_answers)],
+                "confirm",
+            );
         }
         self.confirm_singles(claims).await
     }
